@@ -1,0 +1,179 @@
+"""Stage ``clean``: typed, deduplicated, pseudonymised events and the rows that were rejected.
+
+Each input row ends in exactly one place (rule 4): ``clean.events``, the duplicate count, or
+``clean.events_rejected`` with the first rule it failed, in this order:
+
+==========================  ==========================================================
+``bad_timestamp``           timestamp missing or not epoch milliseconds
+``timestamp_outside_day``   timestamp on another UTC day than the run date
+``unknown_event``           event not one of view, addtocart, transaction
+``null_user_id``            visitor id missing or blank
+``null_item_id``            item id missing or blank
+``bad_item_id``             item id not a non-negative integer
+``missing_transaction_id``  a transaction without a transaction id
+==========================  ==========================================================
+
+Duplicates are rows equal in every input field (timestamp, visitor, event, item,
+transaction); one copy is kept. ``input = clean + duplicates + rejected`` is checked before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from recsys_lib import constants as C
+from recsys_lib import quality
+from recsys_lib.config import Settings
+from recsys_lib.io.retailrocket import event_date
+from recsys_lib.privacy import hmac_sha256_column, pseudonym_key
+from recsys_lib.storage import read_partition, write_partitions
+from recsys_lib.tables import CLEAN_EVENTS, CLEAN_EVENTS_REJECTED, QUALITY_CHECKS, RAW_EVENTS
+
+REJECT_REASONS = (
+    "bad_timestamp",
+    "timestamp_outside_day",
+    "unknown_event",
+    "null_user_id",
+    "null_item_id",
+    "bad_item_id",
+    "missing_transaction_id",
+)
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    events: DataFrame
+    rejected: DataFrame
+    input_rows: int
+    clean_rows: int
+    duplicate_rows: int
+    rejected_rows: int
+
+    @property
+    def unreconciled_rows(self) -> int:
+        return self.input_rows - self.clean_rows - self.duplicate_rows - self.rejected_rows
+
+
+def _blank(column: Column) -> Column:
+    return column.isNull() | (F.trim(column) == "")
+
+
+def reject_reason(run_date: dt.date) -> Column:
+    """The first cleaning rule a raw row fails, or null for a valid row."""
+    ts = F.col(C.RR_TIMESTAMP)
+    day = event_date(ts)
+    event = F.col(C.RR_EVENT)
+    item = F.col(C.RR_ITEM_ID)
+    return (
+        F.when(day.isNull(), "bad_timestamp")
+        .when(day != F.lit(run_date), "timestamp_outside_day")
+        .when(~F.trim(event).isin(*C.RR_EVENT_TO_TYPE), "unknown_event")
+        .when(_blank(F.col(C.RR_VISITOR_ID)), "null_user_id")
+        .when(_blank(item), "null_item_id")
+        .when(~item.rlike(r"^\s*\d{1,18}\s*$"), "bad_item_id")
+        .when(
+            (F.trim(event) == C.RR_TRANSACTION) & _blank(F.col(C.RR_TRANSACTION_ID)),
+            "missing_transaction_id",
+        )
+    )
+
+
+def _event_type(event: Column) -> Column:
+    mapped = F.lit(None).cast("string")
+    for name, event_type in C.RR_EVENT_TO_TYPE.items():
+        mapped = F.when(event == name, event_type).otherwise(mapped)
+    return mapped
+
+
+def clean_events(raw: DataFrame, key: bytes, run_date: dt.date) -> CleanResult:
+    """Split one day of ``raw.events`` rows into clean events and rejected rows, and count."""
+    user_hash = F.when(
+        ~_blank(F.col(C.RR_VISITOR_ID)), hmac_sha256_column(key, F.trim(F.col(C.RR_VISITOR_ID)))
+    )
+    judged = raw.withColumn(C.REJECT_REASON, reject_reason(run_date)).withColumn(
+        C.USER_ID, user_hash
+    )
+    judged = judged.cache()
+    rejected = judged.filter(F.col(C.REJECT_REASON).isNotNull()).select(
+        F.lit(run_date).alias(C.DT),
+        C.RR_TIMESTAMP,
+        C.USER_ID,
+        C.RR_EVENT,
+        C.RR_ITEM_ID,
+        C.RR_TRANSACTION_ID,
+        C.SOURCE_FILE,
+        C.REJECT_REASON,
+    )
+    typed = judged.filter(F.col(C.REJECT_REASON).isNull()).select(
+        F.timestamp_millis(F.trim(F.col(C.RR_TIMESTAMP)).cast("long")).alias(C.EVENT_TS),
+        F.col(C.USER_ID),
+        F.trim(F.col(C.RR_ITEM_ID)).cast("long").alias(C.ITEM_ID),
+        _event_type(F.trim(F.col(C.RR_EVENT))).alias(C.EVENT_TYPE),
+        F.when(~_blank(F.col(C.RR_TRANSACTION_ID)), F.trim(F.col(C.RR_TRANSACTION_ID))).alias(
+            C.TRANSACTION_ID
+        ),
+        F.col(C.SOURCE_FILE),
+    )
+    key_columns = [C.EVENT_TS, C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TRANSACTION_ID]
+    events = (
+        typed.groupBy(*key_columns)
+        .agg(F.min(C.SOURCE_FILE).alias(C.SOURCE_FILE), F.count(F.lit(1)).alias("_copies"))
+        .withColumn(C.DT, F.lit(run_date))
+        .cache()
+    )
+    counts = events.agg(
+        F.count(F.lit(1)).alias("clean"), F.sum(F.col("_copies") - 1).alias("dups")
+    ).first()
+    assert counts is not None
+    return CleanResult(
+        events=events.drop("_copies"),
+        rejected=rejected,
+        input_rows=raw.count(),
+        clean_rows=int(counts["clean"]),
+        duplicate_rows=int(counts["dups"] or 0),
+        rejected_rows=rejected.count(),
+    )
+
+
+def reconciliation_checks(result: CleanResult, max_rejected_share: float) -> list[quality.Check]:
+    """Counts of the day and the two checks that guard them."""
+    table = CLEAN_EVENTS.name
+    share = result.rejected_rows / result.input_rows if result.input_rows else 0.0
+    return [
+        quality.measure(table, "input_rows", result.input_rows),
+        quality.measure(table, "clean_rows", result.clean_rows),
+        quality.measure(table, "duplicate_rows", result.duplicate_rows),
+        quality.measure(table, "rejected_rows", result.rejected_rows),
+        quality.equals(table, "unreconciled_rows", result.unreconciled_rows, 0),
+        quality.at_most(table, "rejected_share", share, max_rejected_share),
+    ]
+
+
+def clean_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
+    """Stage ``clean``: ``raw.events`` of a day -> ``clean.events`` + ``clean.events_rejected``."""
+    raw = read_partition(spark, settings, RAW_EVENTS, run_date)
+    if raw.limit(1).count() == 0:
+        raise RuntimeError(f"raw.events has no rows for {run_date}: run `ingest` for it first")
+    result = clean_events(raw, pseudonym_key(settings), run_date)
+    checks = reconciliation_checks(result, settings.clean.max_rejected_share)
+    quality.raise_on_failure(checks)
+    write_partitions(
+        spark,
+        settings,
+        [
+            (CLEAN_EVENTS, result.events, {}),
+            (CLEAN_EVENTS_REJECTED, result.rejected, {}),
+            (
+                QUALITY_CHECKS,
+                quality.checks_frame(spark, checks, run_date),
+                {C.TABLE_NAME: CLEAN_EVENTS.name},
+            ),
+        ],
+        run_date,
+    )
+    return {c.name: c.value for c in checks}

@@ -1,0 +1,242 @@
+"""Settings: one frozen object built from conf/*.yaml and ``RECSYS__SECTION__KEY`` variables.
+
+Precedence, lowest first: ``conf/base.yaml``, ``conf/<RECSYS_ENV>.yaml`` (default ``local``),
+environment variables. Example::
+
+    RECSYS__ALS__FACTORS=128 RECSYS__SPARK__MASTER=spark://127.0.0.1:7077 recsys run train_als ...
+
+Relative paths are resolved against ``RECSYS_HOME`` (default: the current directory).
+This module imports nothing heavy, so DAG files may use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "RECSYS__"
+ENV_HOME = "RECSYS_HOME"
+ENV_NAME = "RECSYS_ENV"
+ENV_CONF_DIR = "RECSYS_CONF_DIR"
+DEFAULT_ENV = "local"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid."""
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    warehouse: str
+    jars_cache: str
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str
+    app_name: str
+    driver_memory: str
+    executor_memory: str
+    executor_cores: int
+    shuffle_partitions: int
+    packages: tuple[str, ...]
+    conf: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    tracking_uri: str
+    artifact_root: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    format: str
+    events_path: str
+
+
+@dataclass(frozen=True)
+class CleanSettings:
+    max_rejected_share: float
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    key_env: str
+    allow_demo_key: bool
+
+
+@dataclass(frozen=True)
+class AlsSettings:
+    window_days: int
+    factors: int
+    regularization: float
+    iterations: int
+    alpha: float
+    event_weights: Mapping[str, float]
+    threads: int
+    seed: int
+    max_matrix_mb: int
+
+
+@dataclass(frozen=True)
+class RecommendSettings:
+    top_k: int
+    min_history_items: int
+    popular_pool: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a stage needs to know; built once per process by :func:`load_settings`."""
+
+    home: Path
+    env: str
+    paths: PathSettings
+    spark: SparkSettings
+    mlflow: MlflowSettings
+    input: InputSettings
+    clean: CleanSettings
+    privacy: PrivacySettings
+    als: AlsSettings
+    recommend: RecommendSettings
+
+    def resolve(self, path: str) -> str:
+        """Absolute form of a configured path; URIs (``s3a://``, ``file:``) are kept."""
+        if "://" in path or path.startswith("file:"):
+            return path
+        p = Path(path)
+        return str(p if p.is_absolute() else (self.home / p).resolve())
+
+    @property
+    def warehouse(self) -> str:
+        return self.resolve(self.paths.warehouse)
+
+    @property
+    def jars_cache(self) -> str:
+        return self.resolve(self.paths.jars_cache)
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow URI with a relative sqlite path made absolute."""
+        uri = self.mlflow.tracking_uri
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+            return prefix + self.resolve(uri[len(prefix) :])
+        return uri
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    with path.open() as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    return data
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested mapping from ``RECSYS__SECTION__KEY[__SUBKEY]=value`` variables.
+
+    Values are parsed as YAML scalars, so ``64`` is an int and ``true`` a bool.
+    """
+    tree: dict[str, Any] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        if len(keys) < 2 or not all(keys):
+            raise ConfigError(f"{name}: expected RECSYS__SECTION__KEY")
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return tree
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(annotation, value, where)  # type: ignore[arg-type]
+    if origin in (tuple,):
+        items = value if isinstance(value, list | tuple) else str(value).split(",")
+        return tuple(str(v).strip() for v in items)
+    if origin in (Mapping, dict) or annotation is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        value_type = typing.get_args(annotation)[1] if typing.get_args(annotation) else str
+        return types.MappingProxyType(
+            {str(k): _coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
+        )
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if annotation in (int, float, str):
+        try:
+            return annotation(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}") from exc
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing key {f.name!r}")
+    return cls(**kwargs)
+
+
+def load_settings(
+    env: str | None = None,
+    *,
+    conf_dir: Path | None = None,
+    home: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build :class:`Settings` from the configuration files and environment overrides."""
+    environ = os.environ if environ is None else environ
+    home = (home or Path(environ.get(ENV_HOME, "."))).resolve()
+    conf_dir = conf_dir or Path(environ.get(ENV_CONF_DIR, home / "conf"))
+    env = env or environ.get(ENV_NAME, DEFAULT_ENV)
+    base_file = conf_dir / "base.yaml"
+    if not base_file.is_file():
+        raise ConfigError(f"configuration not found: {base_file} (set {ENV_HOME} or {ENV_CONF_DIR})")
+    data = _read_yaml(base_file)
+    env_file = conf_dir / f"{env}.yaml"
+    if env_file.is_file():
+        data = _deep_merge(data, _read_yaml(env_file))
+    elif env != DEFAULT_ENV:
+        raise ConfigError(f"environment {env!r} has no configuration file {env_file}")
+    data = _deep_merge(data, env_overrides(environ))
+    sections = {k: v for k, v in data.items()}
+    settings: Settings = _build(Settings, {"home": home, "env": env, **sections}, "settings")
+    return dataclasses.replace(settings, home=home)

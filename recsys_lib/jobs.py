@@ -1,0 +1,33 @@
+"""Entry point shared by the ``spark-submit`` applications in ``jobs/``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+
+from recsys_lib.config import load_settings
+from recsys_lib.logs import configure_logging
+from recsys_lib.spark import get_spark
+from recsys_lib.stages import run_stage
+
+log = logging.getLogger(__name__)
+
+
+def main(stage: str, argv: list[str] | None = None) -> int:
+    """Parse ``--date`` (and ``--env``), run ``stage`` for that day; 0 on success, 1 on failure."""
+    parser = argparse.ArgumentParser(prog=f"jobs/{stage}.py")
+    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--env", default=None, help="configuration environment (conf/ENV.yaml)")
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        settings = load_settings(args.env)
+        spark = get_spark(settings, app_name=f"recsys-{stage}-{args.date}")
+        run_stage(spark, settings, stage, args.date)
+    except Exception as exc:
+        log.exception("stage %s for %s failed", stage, args.date)
+        print(f"recsys: stage {stage} for {args.date} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0

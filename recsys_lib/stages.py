@@ -1,0 +1,50 @@
+"""The pipeline's stages by name, and running one of them for a day.
+
+The DAG, the ``jobs/`` entry points and ``recsys run`` all go through :func:`run_stage`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+
+from pyspark.sql import SparkSession
+
+from recsys_lib.cleaning import clean_day
+from recsys_lib.config import Settings
+from recsys_lib.ingest import ingest_events
+from recsys_lib.models.als import train_als
+from recsys_lib.recommend import recommend_day
+from recsys_lib.storage import ensure_tables
+
+log = logging.getLogger(__name__)
+
+StageFunction = Callable[[SparkSession, Settings, dt.date], dict[str, float]]
+
+STAGES: dict[str, StageFunction] = {
+    "ingest": ingest_events,
+    "clean": clean_day,
+    "train_als": train_als,
+    "recommend": recommend_day,
+}
+NIGHTLY = tuple(STAGES)
+HISTORY_STAGES = ("ingest", "clean")
+
+
+def run_stage(
+    spark: SparkSession, settings: Settings, stage: str, run_date: dt.date
+) -> dict[str, float]:
+    """Run one stage for one day; returns its figures plus ``seconds``."""
+    try:
+        function = STAGES[stage]
+    except KeyError:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}") from None
+    ensure_tables(spark, settings)
+    started = time.perf_counter()
+    log.info("stage %s for %s: start", stage, run_date)
+    figures = function(spark, settings, run_date)
+    figures["seconds"] = time.perf_counter() - started
+    log.info("stage %s for %s: done in %.1fs %s", stage, run_date, figures["seconds"], figures)
+    return figures
