@@ -55,7 +55,10 @@ CHECK_NAME = "check_name"
 VALUE = "value"
 THRESHOLD = "threshold"
 PASSED = "passed"
-CHECKED_AT = "checked_at"
+STAGE = "stage"
+SECONDS = "seconds"
+FINISHED_AT = "finished_at"
+FIGURES = "figures"
 
 # Columns of a generated shop's items.csv (its ground truth; itemid and categoryid as above).
 GEN_PRICE = "price"

@@ -11,13 +11,17 @@ import time
 from collections.abc import Callable
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from recsys_lib import constants as C
 
 from recsys_lib.cleaning import clean_day
 from recsys_lib.config import Settings
 from recsys_lib.ingest import ingest_events
 from recsys_lib.models.als import train_als
 from recsys_lib.recommend import recommend_day
-from recsys_lib.storage import ensure_tables
+from recsys_lib.storage import ensure_tables, write_partition
+from recsys_lib.tables import STAGE_RUNS
 
 log = logging.getLogger(__name__)
 
@@ -46,5 +50,21 @@ def run_stage(
     log.info("stage %s for %s: start", stage, run_date)
     figures = function(spark, settings, run_date)
     figures["seconds"] = time.perf_counter() - started
+    record_stage_run(spark, settings, stage, run_date, figures)
     log.info("stage %s for %s: done in %.1fs %s", stage, run_date, figures["seconds"], figures)
     return figures
+
+
+def record_stage_run(
+    spark: SparkSession,
+    settings: Settings,
+    stage: str,
+    run_date: dt.date,
+    figures: dict[str, float],
+) -> None:
+    """Replace the ``ops.stage_runs`` row of (run_date, stage)."""
+    row = spark.createDataFrame(
+        [(run_date, stage, figures["seconds"], {k: float(v) for k, v in figures.items()})],
+        f"{C.DT} date, {C.STAGE} string, {C.SECONDS} double, {C.FIGURES} map<string,double>",
+    ).withColumn(C.FINISHED_AT, F.current_timestamp())
+    write_partition(row, settings, STAGE_RUNS, run_date, {C.STAGE: stage})

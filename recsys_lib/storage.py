@@ -26,10 +26,23 @@ def table_path(settings: Settings, table: TableContract) -> str:
     return f"{settings.warehouse}/{table.relative_path}"
 
 
+_registered: dict[int, str] = {}
+
+
 def ensure_tables(spark: SparkSession, settings: Settings) -> None:
-    """Create missing tables and register all of them as ``schema.table`` in this session."""
+    """Create missing tables and register all of them as ``schema.table`` in this session.
+
+    Registration is done once per session and warehouse; a session that moves to another
+    warehouse (tests do) re-points the names.
+    """
+    session_key = id(spark)
+    if _registered.get(session_key) == settings.warehouse:
+        return
     for table in ALL_TABLES:
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {table.schema_name}")
+        if spark.catalog.tableExists(table.name):
+            # Tables are external (they have a LOCATION): dropping forgets the name only.
+            spark.sql(f"DROP TABLE {table.name}")
         (
             DeltaTable.createIfNotExists(spark)
             .tableName(table.name)
@@ -38,6 +51,7 @@ def ensure_tables(spark: SparkSession, settings: Settings) -> None:
             .location(table_path(settings, table))
             .execute()
         )
+    _registered[session_key] = settings.warehouse
 
 
 def read_table(spark: SparkSession, settings: Settings, table: TableContract) -> DataFrame:
@@ -78,11 +92,7 @@ def write_partition(
     for tables that several stages share) of ``table`` with ``df`` in one Delta commit."""
     scope = scope or {}
     rows = conform(df, table)
-    inside = F.col(C.DT) == F.lit(run_date)
-    for column, value in scope.items():
-        inside = inside & (F.col(column) == F.lit(value))
-    if rows.filter(~inside).limit(1).count():
-        raise ValueError(f"{table.name}: rows outside {_slice_predicate(run_date, scope)}")
+    # Delta checks that every written row matches replaceWhere and fails the commit if not.
     (
         rows.write.format("delta")
         .mode("overwrite")

@@ -126,12 +126,26 @@ QUALITY_CHECKS = TableContract(
     key=(C.DT, C.TABLE_NAME, C.CHECK_NAME),
 )
 
+STAGE_RUNS = TableContract(
+    name="ops.stage_runs",
+    grain="stage x run date: the last successful run of a stage for a day",
+    columns=(
+        _DT,
+        Column(C.STAGE, T.StringType(), "stage name", False),
+        Column(C.SECONDS, T.DoubleType(), "wall time of the stage", False),
+        Column(C.FINISHED_AT, T.TimestampType(), "when it finished (UTC)", False),
+        Column(C.FIGURES, T.MapType(T.StringType(), T.DoubleType()), "counts the stage reported"),
+    ),
+    key=(C.DT, C.STAGE),
+)
+
 ALL_TABLES: tuple[TableContract, ...] = (
     RAW_EVENTS,
     CLEAN_EVENTS,
     CLEAN_EVENTS_REJECTED,
     USER_RECOMMENDATIONS,
     QUALITY_CHECKS,
+    STAGE_RUNS,
 )
 
 

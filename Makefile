@@ -1,0 +1,61 @@
+# recsys: `make demo` and `make test` set themselves up on first use.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+UV_VERSION := 0.13.9
+
+export RECSYS_HOME := $(CURDIR)
+export AIRFLOW_HOME := $(CURDIR)/airflow_home
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PATH := $(BIN):$(PATH)
+
+INSTALLED := $(VENV)/.installed
+JARS := .cache/ivy/.resolved
+
+.PHONY: setup demo test test-fast lint airflow mlflow clean clean-all
+
+setup: $(INSTALLED) $(JARS)
+
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	touch $@
+
+# Delta Lake jars from Maven Central, once; later runs work offline.
+$(JARS): $(INSTALLED) conf/base.yaml
+	$(BIN)/recsys setup-jars
+	touch $@
+
+demo: setup
+	$(BIN)/recsys demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check recsys_lib jobs dags tests
+	$(BIN)/ruff format --check recsys_lib jobs dags tests
+	$(BIN)/mypy recsys_lib
+
+# Airflow UI + scheduler on http://localhost:8080 (login printed by `airflow standalone`).
+airflow: setup
+	AIRFLOW_CONN_SPARK_DEFAULT="$$($(BIN)/recsys spark-connection)" $(BIN)/airflow standalone
+
+# MLflow UI on http://localhost:5000 over the configured tracking store.
+mlflow: setup
+	$(BIN)/mlflow ui --port 5000 --backend-store-uri \
+	  "$$($(BIN)/python -c 'from recsys_lib.config import load_settings; print(load_settings().tracking_uri)')"
+
+# Removes what runs produced (tables, MLflow store, Airflow home, generated data);
+# keeps .venv and the jar cache. `make clean-all` removes those too.
+clean:
+	rm -rf warehouse mlflow airflow_home data spark-warehouse .pytest_cache .cache/spark
+
+clean-all: clean
+	rm -rf $(VENV) .cache

@@ -1,0 +1,62 @@
+"""A short report of one nightly run: tables, sample recommendations, the model, timings."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import functions as F
+
+from recsys_lib import constants as C
+from recsys_lib import tracking
+from recsys_lib.config import Settings
+from recsys_lib.models.als import STAGE as ALS_STAGE
+from recsys_lib.spark import get_spark
+from recsys_lib.storage import ensure_tables, read_table, table_path
+from recsys_lib.tables import ALL_TABLES, STAGE_RUNS, USER_RECOMMENDATIONS
+
+
+def summary(settings: Settings, run_date: dt.date, sample_users: int = 3) -> str:
+    """Text report of the run for ``run_date``."""
+    spark = get_spark(settings)
+    ensure_tables(spark, settings)
+    lines = [f"== recsys nightly run {run_date} ==", "", "tables (rows for this dt / all rows):"]
+    for table in ALL_TABLES:
+        frame = read_table(spark, settings, table)
+        counts = frame.agg(
+            F.count(F.lit(1)).alias("all"),
+            F.sum(F.when(F.col(C.DT) == F.lit(run_date), 1).otherwise(0)).alias("day"),
+        ).first()
+        assert counts is not None
+        lines.append(f"  {table.name:<28} {counts['day'] or 0:>9} / {counts['all']:>9}   "
+                     f"{table_path(settings, table)}")
+    recs = read_table(spark, settings, USER_RECOMMENDATIONS).filter(F.col(C.DT) == run_date)
+    users = [r[0] for r in recs.select(C.USER_ID).distinct().orderBy(C.USER_ID)
+             .limit(sample_users).collect()]
+    lines += ["", f"recommendations of {len(users)} users (top 5 of each):"]
+    for user in users:
+        top = recs.filter((F.col(C.USER_ID) == user) & (F.col(C.RANK) <= 5)).orderBy(C.RANK)
+        items = ", ".join(f"{r[C.ITEM_ID]} ({r[C.SCORE]:.3f})" for r in top.collect())
+        source = top.select(C.SOURCE).first()
+        lines.append(f"  {user[:12]}… [{source[0] if source else '?'}] {items}")
+    by_source = recs.groupBy(C.SOURCE).count().orderBy(C.SOURCE).collect()
+    lines.append("  rows by source: " + ", ".join(f"{r[0]}={r[1]}" for r in by_source))
+    try:
+        run = tracking.latest_run(settings, ALS_STAGE, run_date)
+        lines += [
+            "",
+            f"MLflow run {run.info.run_id} ({settings.tracking_uri}, experiment "
+            f"{settings.mlflow.experiment!r}):",
+            f"  model version {run.data.tags.get(tracking.MODEL_VERSION_TAG)}, "
+            + ", ".join(f"{k}={v:g}" for k, v in sorted(run.data.metrics.items())),
+        ]
+    except LookupError as exc:
+        lines += ["", f"MLflow: {exc}"]
+    timings = (
+        read_table(spark, settings, STAGE_RUNS)
+        .filter(F.col(C.DT) == run_date)
+        .orderBy(C.FINISHED_AT)
+        .collect()
+    )
+    lines += ["", "stage wall times (last run of each stage for this dt):"]
+    lines += [f"  {r[C.STAGE]:<10} {r[C.SECONDS]:7.1f}s" for r in timings]
+    return "\n".join(lines)

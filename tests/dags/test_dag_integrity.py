@@ -1,0 +1,93 @@
+"""DAG files: import cleanly, the expected graph, no DB query or connection lookup at parse."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from recsys_lib.airflow_support import RUN_DATE_TEMPLATE
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+def load_module(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def nightly():
+    return load_module(DAGS / "recsys_nightly.py").dag
+
+
+def test_every_dag_file_imports_without_errors() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    assert "recsys_nightly" in bag.dag_ids
+
+
+def test_nightly_task_graph(nightly) -> None:
+    order = ["ingest", "clean", "train_als", "recommend"]
+    assert sorted(nightly.task_ids) == sorted(order)
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert nightly.get_task(downstream).upstream_task_ids == {upstream}
+    assert nightly.catchup is False
+    assert all(t.retries == 2 for t in nightly.tasks)
+    for task in nightly.tasks:
+        assert task._conn_id == "spark_default"
+        assert task.application.endswith(f"jobs/{task.task_id}.py")
+        assert Path(task.application).is_file()
+        assert task.application_args == ["--date", RUN_DATE_TEMPLATE]
+
+
+def test_run_date_of_scheduled_manual_and_test_runs(nightly) -> None:
+    import jinja2
+    import pendulum
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    day = pendulum.datetime(2015, 6, 2, tz="UTC")
+    render = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    render.filters["ds"] = lambda value: value.strftime("%Y-%m-%d")
+    template = render.from_string(RUN_DATE_TEMPLATE)
+    # the scheduled run after 2015-06-02 ends covers that day and has it as logical date
+    info = nightly.timetable.next_dagrun_info(
+        last_automated_data_interval=DataInterval(day.subtract(days=1), day),
+        restriction=TimeRestriction(earliest=None, latest=None, catchup=True),
+    )
+    assert info.logical_date == day and info.data_interval.end == day.add(days=1)
+    assert template.render(logical_date=info.logical_date, data_interval_start=day) == "2015-06-02"
+    # a manual run without a logical date after 2015-06-03 00:00 processes 2015-06-02
+    manual = nightly.timetable.infer_manual_data_interval(run_after=day.add(days=1, hours=5))
+    assert template.render(logical_date=None, data_interval_start=manual.start) == "2015-06-02"
+
+
+def test_parsing_queries_no_database_and_looks_up_no_connection() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        with (
+            mock.patch(
+                "airflow.sdk.bases.hook.BaseHook.get_connection",
+                side_effect=AssertionError("connection lookup at parse time"),
+            ),
+            mock.patch.dict("os.environ", {"AIRFLOW_CONN_SPARK_DEFAULT": ""}),
+        ):
+            load_module(DAGS / "recsys_nightly.py")
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert statements == []

@@ -1,0 +1,79 @@
+"""Assertions shared by the integration tests: the pipeline's promises, checked on tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from recsys_lib import constants as C
+from recsys_lib.config import Settings
+from recsys_lib.storage import read_table
+from recsys_lib.tables import (
+    CLEAN_EVENTS,
+    CLEAN_EVENTS_REJECTED,
+    QUALITY_CHECKS,
+    RAW_EVENTS,
+    USER_RECOMMENDATIONS,
+)
+
+OUTPUT_TABLES = (CLEAN_EVENTS, CLEAN_EVENTS_REJECTED, USER_RECOMMENDATIONS)
+
+
+def snapshot(spark: SparkSession, settings: Settings) -> dict[str, list[tuple]]:
+    """Sorted rows of every clean/recs table, and raw.events without its ingest time."""
+    tables: dict[str, DataFrame] = {t.name: read_table(spark, settings, t) for t in OUTPUT_TABLES}
+    tables[RAW_EVENTS.name] = read_table(spark, settings, RAW_EVENTS).drop(C.INGESTED_AT)
+    return {name: sorted(tuple(r) for r in df.collect()) for name, df in tables.items()}
+
+
+def assert_reconciled(spark: SparkSession, settings: Settings, day: dt.date) -> dict[str, float]:
+    checks = {
+        r[C.CHECK_NAME]: r[C.VALUE]
+        for r in read_table(spark, settings, QUALITY_CHECKS)
+        .filter((F.col(C.DT) == day) & (F.col(C.TABLE_NAME) == CLEAN_EVENTS.name))
+        .collect()
+    }
+    raw = read_table(spark, settings, RAW_EVENTS).filter(F.col(C.DT) == day).count()
+    clean = read_table(spark, settings, CLEAN_EVENTS).filter(F.col(C.DT) == day).count()
+    rejected = read_table(spark, settings, CLEAN_EVENTS_REJECTED).filter(F.col(C.DT) == day).count()
+    assert raw > 0
+    assert checks["input_rows"] == raw
+    assert checks["clean_rows"] == clean and checks["rejected_rows"] == rejected
+    assert raw == clean + checks["duplicate_rows"] + rejected
+    assert checks["unreconciled_rows"] == 0
+    return checks
+
+
+def assert_recommendations_sound(
+    spark: SparkSession, settings: Settings, day: dt.date, top_k: int
+) -> DataFrame:
+    recs = read_table(spark, settings, USER_RECOMMENDATIONS).filter(F.col(C.DT) == day)
+    assert recs.count() > 0
+    assert recs.groupBy(C.DT, C.USER_ID, C.RANK).count().filter("count > 1").count() == 0
+    assert recs.groupBy(C.USER_ID, C.ITEM_ID).count().filter("count > 1").count() == 0
+    assert recs.filter((F.col(C.RANK) < 1) | (F.col(C.RANK) > top_k)).count() == 0
+    assert set(r[0] for r in recs.select(C.SOURCE).distinct().collect()) <= {"als", "popular"}
+    purchases = (
+        read_table(spark, settings, CLEAN_EVENTS)
+        .filter((F.col(C.DT) <= day) & (F.col(C.EVENT_TYPE) == C.PURCHASE))
+        .select(C.USER_ID, C.ITEM_ID)
+    )
+    assert recs.join(purchases, [C.USER_ID, C.ITEM_ID]).count() == 0
+    return recs
+
+
+def assert_no_raw_user_ids(spark: SparkSession, settings: Settings) -> None:
+    raw_ids = (
+        read_table(spark, settings, RAW_EVENTS)
+        .select(F.trim(C.RR_VISITOR_ID).alias("raw_id"))
+        .filter("raw_id <> ''")
+        .distinct()
+    )
+    assert raw_ids.count() > 0
+    for table in OUTPUT_TABLES:
+        frame = read_table(spark, settings, table)
+        ids = frame.select(C.USER_ID).filter(F.col(C.USER_ID).isNotNull())
+        assert ids.filter(~F.col(C.USER_ID).rlike("^[0-9a-f]{64}$")).count() == 0, table.name
+        assert ids.join(raw_ids, ids[C.USER_ID] == raw_ids["raw_id"]).count() == 0, table.name

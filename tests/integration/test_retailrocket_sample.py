@@ -1,0 +1,39 @@
+"""The pipeline on three days of the real RetailRocket sample (a day with a real duplicate)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from recsys_lib.cli import days, run_days
+from recsys_lib.stages import NIGHTLY
+from tests.conftest import RR_SAMPLE, make_settings
+from tests.integration.helpers import (
+    assert_no_raw_user_ids,
+    assert_reconciled,
+    assert_recommendations_sound,
+    snapshot,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+FIRST, LAST = dt.date(2015, 7, 9), dt.date(2015, 7, 11)
+
+
+def test_three_real_days_then_a_rerun(spark, tmp_path) -> None:
+    if not RR_SAMPLE.is_file():
+        pytest.fail(f"the real sample is missing: {RR_SAMPLE} (../shared must sit beside the repo)")
+    settings = make_settings(tmp_path, INPUT__EVENTS_PATH=str(RR_SAMPLE))
+    run_days(settings, list(NIGHTLY), days(FIRST, LAST))
+    duplicates = 0
+    for day in days(FIRST, LAST):
+        checks = assert_reconciled(spark, settings, day)
+        duplicates += checks["duplicate_rows"]
+        assert checks["rejected_rows"] == 0  # the real rows are well formed
+        assert_recommendations_sound(spark, settings, day, settings.recommend.top_k)
+    assert duplicates == 1  # the sample's exact duplicate of 2015-07-10
+    assert_no_raw_user_ids(spark, settings)
+    before = snapshot(spark, settings)
+    run_days(settings, list(NIGHTLY), [FIRST])
+    assert snapshot(spark, settings) == before

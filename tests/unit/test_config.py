@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from recsys_lib.config import ConfigError, env_overrides, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_base_and_local_files_merge(tmp_path: Path) -> None:
+    settings = load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ={})
+    assert settings.spark.master == "local[2]"  # from local.yaml
+    assert settings.als.window_days == 30  # from base.yaml
+    assert settings.als.event_weights["purchase"] == 8.0
+    assert settings.warehouse == str(tmp_path / "warehouse")
+    assert settings.tracking_uri == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+
+
+def test_environment_variables_override_files(tmp_path: Path) -> None:
+    environ = {
+        "RECSYS__ALS__FACTORS": "128",
+        "RECSYS__SPARK__MASTER": "spark://127.0.0.1:7077",
+        "RECSYS__ALS__EVENT_WEIGHTS__CART": "5",
+        "RECSYS__PRIVACY__ALLOW_DEMO_KEY": "false",
+        "UNRELATED": "x",
+    }
+    settings = load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ=environ)
+    assert settings.als.factors == 128
+    assert settings.spark.master == "spark://127.0.0.1:7077"
+    assert settings.als.event_weights == {"view": 1.0, "cart": 5.0, "purchase": 8.0}
+    assert settings.privacy.allow_demo_key is False
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    settings = load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ={})
+    with pytest.raises(AttributeError):
+        settings.als.factors = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        settings.als.event_weights["view"] = 2.0  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RECSYS__ALS__FACTROS", "8", "unknown keys"),
+        ("RECSYS__ALS__FACTORS", "many", "expected int"),
+        ("RECSYS__PRIVACY__ALLOW_DEMO_KEY", "maybe", "expected true/false"),
+        ("RECSYS__ALS", "1", "RECSYS__SECTION__KEY"),
+    ],
+)
+def test_bad_overrides_fail_with_the_key(tmp_path: Path, name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ={name: value})
+
+
+def test_unknown_environment_and_missing_conf(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no configuration file"):
+        load_settings("staging", conf_dir=REPO / "conf", home=tmp_path, environ={})
+    with pytest.raises(ConfigError, match="configuration not found"):
+        load_settings(conf_dir=tmp_path, home=tmp_path, environ={})
+
+
+def test_env_overrides_parse_yaml_scalars() -> None:
+    assert env_overrides({"RECSYS__A__B": "1.5", "RECSYS__A__C": "true"}) == {
+        "a": {"b": 1.5, "c": True}
+    }
