@@ -1,4 +1,4 @@
-"""spark-submit application for the `clean` stage: `spark-submit jobs/clean.py --date YYYY-MM-DD`."""
+"""spark-submit application of the `clean` stage; arguments: --date YYYY-MM-DD."""
 
 from recsys_lib.jobs import main
 

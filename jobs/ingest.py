@@ -1,4 +1,4 @@
-"""spark-submit application for the `ingest` stage: `spark-submit jobs/ingest.py --date YYYY-MM-DD`."""
+"""spark-submit application of the `ingest` stage; arguments: --date YYYY-MM-DD."""
 
 from recsys_lib.jobs import main
 

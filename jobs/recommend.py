@@ -1,4 +1,4 @@
-"""spark-submit application for the `recommend` stage: `spark-submit jobs/recommend.py --date YYYY-MM-DD`."""
+"""spark-submit application of the `recommend` stage; arguments: --date YYYY-MM-DD."""
 
 from recsys_lib.jobs import main
 

@@ -1,4 +1,4 @@
-"""spark-submit application for the `train_als` stage: `spark-submit jobs/train_als.py --date YYYY-MM-DD`."""
+"""spark-submit application of the `train_als` stage; arguments: --date YYYY-MM-DD."""
 
 from recsys_lib.jobs import main
 

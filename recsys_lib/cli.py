@@ -87,10 +87,10 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 def query(settings: Settings, sql: str, limit: int) -> str:
     """Result of Spark SQL over the registered tables, as a text table."""
     from recsys_lib.spark import get_spark
-    from recsys_lib.storage import ensure_tables
+    from recsys_lib.storage import register_tables
 
     spark = get_spark(settings)
-    ensure_tables(spark, settings)
+    register_tables(spark, settings)
     frame = spark.sql(sql).limit(limit).toPandas()
     return frame.to_string(index=False, max_colwidth=40) if len(frame) else "(no rows)"
 
@@ -130,22 +130,23 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
 
 
 def airflow_dags_test(settings: Settings, run_date: dt.date) -> None:
-    """``airflow dags test recsys_nightly run_date``; raises if the run fails."""
+    """``airflow dags test recsys_nightly run_date``, logged to a file; raises if it fails."""
     env = airflow_environment(settings)
+    env.setdefault("RECSYS_DAG_RETRIES", "0")  # a failure shows now, not after retry delays
     airflow = str(Path(sys.executable).parent / "airflow")
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    result = subprocess.run(
-        [airflow, "dags", "test", "recsys_nightly", run_date.isoformat()],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    log_file = settings.home / "airflow_home" / f"dags_test_{run_date.isoformat()}.log"
+    log_file = Path(env["AIRFLOW_HOME"]) / f"dags_test_{run_date.isoformat()}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    log_file.write_text(result.stdout + result.stderr)
-    failed = result.returncode != 0 or "state=failed" in result.stdout + result.stderr
-    if failed:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
+    with log_file.open("w") as log:
+        result = subprocess.run(
+            [airflow, "dags", "test", "recsys_nightly", run_date.isoformat()],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    output = log_file.read_text()
+    if result.returncode != 0 or "state=failed" in output or "DagRunState.FAILED" in output:
+        tail = "\n".join(output.splitlines()[-40:])
         raise RuntimeError(f"airflow dags test failed (log: {log_file}):\n{tail}")
 
 
@@ -168,7 +169,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     started = time.perf_counter()
     out = Path(settings.resolve(DEMO_DATA))
-    shop = generate_shop(out, "default", seed=args.seed)
+    shop = generate_shop(out, "default", scale=args.scale, days=args.days, seed=args.seed)
     print(f"[demo] generated {shop.total_rows} event rows, {shop.days} days -> {out}/")
     first, last = shop.first_day, shop.last_day
     history = days(first, last - dt.timedelta(days=1))
@@ -232,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate a shop and run the nightly pipeline on it")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--days", type=int, default=14, help="days of history to generate")
+    p.add_argument("--scale", type=float, default=0.5, help="size of the default shop")
     p.set_defaults(func=cmd_demo)
 
     sub.add_parser("setup-jars", help="resolve the Delta jars into the local cache").set_defaults(

@@ -229,7 +229,9 @@ def load_settings(
     env = env or environ.get(ENV_NAME, DEFAULT_ENV)
     base_file = conf_dir / "base.yaml"
     if not base_file.is_file():
-        raise ConfigError(f"configuration not found: {base_file} (set {ENV_HOME} or {ENV_CONF_DIR})")
+        raise ConfigError(
+            f"configuration not found: {base_file} (set {ENV_HOME} or {ENV_CONF_DIR})"
+        )
     data = _read_yaml(base_file)
     env_file = conf_dir / f"{env}.yaml"
     if env_file.is_file():

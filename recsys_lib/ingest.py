@@ -16,9 +16,7 @@ from recsys_lib.tables import RAW_EVENTS
 
 def to_raw_events(rows: DataFrame, run_date: dt.date) -> DataFrame:
     """Input rows stamped with their run date and the ingest time."""
-    return rows.withColumn(C.DT, F.lit(run_date)).withColumn(
-        C.INGESTED_AT, F.current_timestamp()
-    )
+    return rows.withColumn(C.DT, F.lit(run_date)).withColumn(C.INGESTED_AT, F.current_timestamp())
 
 
 def ingest_events(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:

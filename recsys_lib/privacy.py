@@ -63,7 +63,5 @@ def hmac_sha256_column(key: bytes, column: Column) -> Column:
     key = key.ljust(_BLOCK, b"\0")
     inner_pad = bytes(b ^ 0x36 for b in key)
     outer_pad = bytes(b ^ 0x5C for b in key)
-    inner = F.unhex(
-        F.sha2(F.concat(F.unhex(F.lit(inner_pad.hex())), column.cast("binary")), 256)
-    )
+    inner = F.unhex(F.sha2(F.concat(F.unhex(F.lit(inner_pad.hex())), column.cast("binary")), 256))
     return F.sha2(F.concat(F.unhex(F.lit(outer_pad.hex())), inner), 256)

@@ -54,8 +54,14 @@ def checks_frame(spark: SparkSession, checks: Sequence[Check], run_date: dt.date
 def raise_on_failure(checks: Sequence[Check]) -> None:
     """Log every check; raise naming each failed check and its value."""
     for c in checks:
-        log.info("check %s.%s = %s (threshold %s): %s", c.table, c.name, c.value, c.threshold,
-                 "ok" if c.passed else "FAILED")
+        log.info(
+            "check %s.%s = %s (threshold %s): %s",
+            c.table,
+            c.name,
+            c.value,
+            c.threshold,
+            "ok" if c.passed else "FAILED",
+        )
     failed = [c for c in checks if not c.passed]
     if failed:
         described = "; ".join(
@@ -64,6 +70,3 @@ def raise_on_failure(checks: Sequence[Check]) -> None:
             if c.threshold is not None
         )
         raise QualityCheckError(f"quality check failed: {described}")
-
-
-

@@ -10,7 +10,6 @@ distributed: item factors are broadcast and each partition of users is scored wi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -22,83 +21,12 @@ from recsys_lib import constants as C
 from recsys_lib import quality
 from recsys_lib.config import Settings
 from recsys_lib.models.als import AlsModel, event_weight, load_model, window_bounds
+from recsys_lib.scoring import FACTORS, PURCHASED, score_als
 from recsys_lib.storage import read_window, write_partitions
 from recsys_lib.tables import CLEAN_EVENTS, QUALITY_CHECKS, USER_RECOMMENDATIONS
 
 SOURCE_ALS = "als"
 SOURCE_POPULAR = "popular"
-PURCHASED = "purchased"
-FACTORS = "factors"
-_SCORED_SCHEMA = T.StructType(
-    [
-        T.StructField(C.USER_ID, T.StringType(), False),
-        T.StructField(C.RANK, T.IntegerType(), False),
-        T.StructField(C.ITEM_ID, T.LongType(), False),
-        T.StructField(C.SCORE, T.DoubleType(), False),
-    ]
-)
-
-
-def top_k_for_users(
-    user_factors: np.ndarray,
-    purchased: list[np.ndarray],
-    item_ids: np.ndarray,
-    item_factors: np.ndarray,
-    k: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices into ``item_ids`` and scores of each user's best ``k`` items, best first.
-
-    ``purchased[u]`` holds item ids to exclude for user ``u``. Ties are broken by item id.
-    """
-    scores = user_factors @ item_factors.T
-    for row, excluded in enumerate(purchased):
-        if len(excluded):
-            positions = np.searchsorted(item_ids, excluded)
-            inside = positions < len(item_ids)
-            positions, excluded = positions[inside], excluded[inside]
-            positions = positions[item_ids[positions] == excluded]
-            scores[row, positions] = -np.inf
-    k = min(k, scores.shape[1])
-    candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    best_indices = np.empty_like(candidates)
-    best_scores = np.empty(candidates.shape, dtype=np.float64)
-    for row in range(scores.shape[0]):
-        cand = candidates[row]
-        order = np.lexsort((item_ids[cand], -scores[row, cand]))
-        best_indices[row] = cand[order]
-        best_scores[row] = scores[row, cand[order]]
-    return best_indices, best_scores
-
-
-def score_als(
-    users: DataFrame, model: AlsModel, k: int, batch_rows: int = 1024
-) -> DataFrame:
-    """(user_id, rank, item_id, score) of ALS for ``users`` (user_id, factors, purchased)."""
-    spark = users.sparkSession
-    shared = spark.sparkContext.broadcast((model.item_ids, model.item_factors))
-
-    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        item_ids, item_factors = shared.value
-        for batch in batches:
-            for start in range(0, len(batch), batch_rows):
-                part = batch.iloc[start : start + batch_rows]
-                factors = np.vstack(part[FACTORS].to_numpy()).astype(np.float32)
-                purchased = [np.sort(np.asarray(p, dtype=np.int64)) for p in part[PURCHASED]]
-                best, scores = top_k_for_users(factors, purchased, item_ids, item_factors, k)
-                valid = np.isfinite(scores)
-                n = best.shape[1]
-                yield pd.DataFrame(
-                    {
-                        C.USER_ID: np.repeat(part[C.USER_ID].to_numpy(), n)[valid.ravel()],
-                        C.RANK: np.tile(np.arange(1, n + 1, dtype=np.int32), len(part))[
-                            valid.ravel()
-                        ],
-                        C.ITEM_ID: item_ids[best].ravel()[valid.ravel()],
-                        C.SCORE: scores.ravel()[valid.ravel()],
-                    }
-                )
-
-    return users.mapInPandas(score, _SCORED_SCHEMA)
 
 
 def popular_items(events: DataFrame, weights: dict[str, float], pool: int) -> DataFrame:
@@ -168,9 +96,7 @@ def recommendations(
     fallback_users = histories.filter(~(with_history & F.col(FACTORS).isNotNull()))
     popular = popular_items(events, weights, settings.recommend.popular_pool).cache()
     als = score_als(als_users, model, k).withColumn(C.SOURCE, F.lit(SOURCE_ALS))
-    fallback = score_popular(fallback_users, popular, k).withColumn(
-        C.SOURCE, F.lit(SOURCE_POPULAR)
-    )
+    fallback = score_popular(fallback_users, popular, k).withColumn(C.SOURCE, F.lit(SOURCE_POPULAR))
     return (
         als.unionByName(fallback)
         .withColumn(C.DT, F.lit(run_date))
@@ -191,16 +117,15 @@ def audit(recs: DataFrame, k: int) -> list[quality.Check]:
                 1,
             ).otherwise(0)
         ).alias("nulls"),
-        F.sum(F.when((F.col(C.RANK) < 1) | (F.col(C.RANK) > k), 1).otherwise(0)).alias(
-            "bad_ranks"
-        ),
-        F.sum(F.when(F.isnan(C.SCORE) | F.col(C.SCORE).isin(float("inf"), float("-inf")), 1)
-              .otherwise(0)).alias("bad_scores"),
+        F.sum(F.when((F.col(C.RANK) < 1) | (F.col(C.RANK) > k), 1).otherwise(0)).alias("bad_ranks"),
+        F.sum(
+            F.when(
+                F.isnan(C.SCORE) | F.col(C.SCORE).isin(float("inf"), float("-inf")), 1
+            ).otherwise(0)
+        ).alias("bad_scores"),
     ).first()
     assert stats is not None
-    duplicate_items = (
-        recs.groupBy(C.USER_ID, C.ITEM_ID).count().filter(F.col("count") > 1).count()
-    )
+    duplicate_items = recs.groupBy(C.USER_ID, C.ITEM_ID).count().filter(F.col("count") > 1).count()
     return [
         quality.measure(table, "rows", stats["rows"]),
         quality.measure(table, "users", stats["users"]),

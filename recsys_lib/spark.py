@@ -41,7 +41,9 @@ def _artifact_name(jar_file: str, *, ivy: bool) -> str:
 def _spark_provided_artifacts() -> set[str]:
     import pyspark
 
-    jars_dir = Path(pyspark.__file__).parent / "jars"
+    # Under spark-submit, pyspark is imported from a zip inside SPARK_HOME; SPARK_HOME is set.
+    spark_home = os.environ.get("SPARK_HOME") or str(Path(pyspark.__file__).parent)
+    jars_dir = Path(spark_home) / "jars"
     return {_artifact_name(p.name, ivy=False) for p in jars_dir.glob("*.jar")}
 
 

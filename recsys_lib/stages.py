@@ -14,13 +14,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
-
 from recsys_lib.cleaning import clean_day
 from recsys_lib.config import Settings
 from recsys_lib.ingest import ingest_events
 from recsys_lib.models.als import train_als
 from recsys_lib.recommend import recommend_day
-from recsys_lib.storage import ensure_tables, write_partition
+from recsys_lib.storage import create_missing_tables, write_partition
 from recsys_lib.tables import STAGE_RUNS
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ def run_stage(
         function = STAGES[stage]
     except KeyError:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}") from None
-    ensure_tables(spark, settings)
+    create_missing_tables(spark, settings)
     started = time.perf_counter()
     log.info("stage %s for %s: start", stage, run_date)
     figures = function(spark, settings, run_date)

@@ -29,29 +29,35 @@ def table_path(settings: Settings, table: TableContract) -> str:
 _registered: dict[int, str] = {}
 
 
-def ensure_tables(spark: SparkSession, settings: Settings) -> None:
-    """Create missing tables and register all of them as ``schema.table`` in this session.
+def create_missing_tables(spark: SparkSession, settings: Settings) -> None:
+    """Create, empty and with their partitioning, the tables that do not exist yet."""
+    for table in ALL_TABLES:
+        path = table_path(settings, table)
+        if not DeltaTable.isDeltaTable(spark, path):
+            (
+                DeltaTable.createIfNotExists(spark)
+                .location(path)
+                .addColumns(table.schema)
+                .partitionedBy(*table.partition_by)
+                .execute()
+            )
 
-    Registration is done once per session and warehouse; a session that moves to another
-    warehouse (tests do) re-points the names.
+
+def register_tables(spark: SparkSession, settings: Settings) -> None:
+    """Register every table as ``schema.table`` in this session's catalog (for SQL).
+
+    Done once per session and warehouse; a session that moves to another warehouse (tests
+    do) re-points the names.
     """
-    session_key = id(spark)
-    if _registered.get(session_key) == settings.warehouse:
+    if _registered.get(id(spark)) == settings.warehouse:
         return
+    create_missing_tables(spark, settings)
     for table in ALL_TABLES:
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {table.schema_name}")
-        if spark.catalog.tableExists(table.name):
-            # Tables are external (they have a LOCATION): dropping forgets the name only.
-            spark.sql(f"DROP TABLE {table.name}")
-        (
-            DeltaTable.createIfNotExists(spark)
-            .tableName(table.name)
-            .addColumns(table.schema)
-            .partitionedBy(*table.partition_by)
-            .location(table_path(settings, table))
-            .execute()
-        )
-    _registered[session_key] = settings.warehouse
+        # The tables are external (they have a LOCATION): dropping forgets the name only.
+        spark.sql(f"DROP TABLE IF EXISTS {table.name}")
+        spark.sql(f"CREATE TABLE {table.name} USING DELTA LOCATION '{table_path(settings, table)}'")
+    _registered[id(spark)] = settings.warehouse
 
 
 def read_table(spark: SparkSession, settings: Settings, table: TableContract) -> DataFrame:

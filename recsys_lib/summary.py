@@ -11,14 +11,14 @@ from recsys_lib import tracking
 from recsys_lib.config import Settings
 from recsys_lib.models.als import STAGE as ALS_STAGE
 from recsys_lib.spark import get_spark
-from recsys_lib.storage import ensure_tables, read_table, table_path
+from recsys_lib.storage import read_table, register_tables, table_path
 from recsys_lib.tables import ALL_TABLES, STAGE_RUNS, USER_RECOMMENDATIONS
 
 
 def summary(settings: Settings, run_date: dt.date, sample_users: int = 3) -> str:
     """Text report of the run for ``run_date``."""
     spark = get_spark(settings)
-    ensure_tables(spark, settings)
+    register_tables(spark, settings)
     lines = [f"== recsys nightly run {run_date} ==", "", "tables (rows for this dt / all rows):"]
     for table in ALL_TABLES:
         frame = read_table(spark, settings, table)
@@ -27,11 +27,15 @@ def summary(settings: Settings, run_date: dt.date, sample_users: int = 3) -> str
             F.sum(F.when(F.col(C.DT) == F.lit(run_date), 1).otherwise(0)).alias("day"),
         ).first()
         assert counts is not None
-        lines.append(f"  {table.name:<28} {counts['day'] or 0:>9} / {counts['all']:>9}   "
-                     f"{table_path(settings, table)}")
+        lines.append(
+            f"  {table.name:<28} {counts['day'] or 0:>9} / {counts['all']:>9}   "
+            f"{table_path(settings, table)}"
+        )
     recs = read_table(spark, settings, USER_RECOMMENDATIONS).filter(F.col(C.DT) == run_date)
-    users = [r[0] for r in recs.select(C.USER_ID).distinct().orderBy(C.USER_ID)
-             .limit(sample_users).collect()]
+    users = [
+        r[0]
+        for r in recs.select(C.USER_ID).distinct().orderBy(C.USER_ID).limit(sample_users).collect()
+    ]
     lines += ["", f"recommendations of {len(users)} users (top 5 of each):"]
     for user in users:
         top = recs.filter((F.col(C.USER_ID) == user) & (F.col(C.RANK) <= 5)).orderBy(C.RANK)

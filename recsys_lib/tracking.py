@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import mlflow
 from mlflow.entities import Run
 
+import mlflow
 from recsys_lib.config import Settings
 
 STAGE_TAG = "recsys.stage"

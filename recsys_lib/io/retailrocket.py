@@ -55,9 +55,7 @@ def _read_csv(spark: SparkSession, path: Path) -> DataFrame:
         raise InputError(f"{path}: the file is empty (no header)")
     found = [h.strip() for h in header[0][0].split(",")]
     if found != list(C.RR_EVENT_COLUMNS):
-        raise InputError(
-            f"{path}: unexpected header {found}; expected {list(C.RR_EVENT_COLUMNS)}"
-        )
+        raise InputError(f"{path}: unexpected header {found}; expected {list(C.RR_EVENT_COLUMNS)}")
     return (
         spark.read.option("header", True)
         .option("mode", "PERMISSIVE")

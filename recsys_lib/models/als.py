@@ -18,13 +18,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import scipy.sparse as sp
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+import mlflow
 from recsys_lib import constants as C
 from recsys_lib import tracking
 from recsys_lib.config import AlsSettings, Settings
@@ -148,17 +148,18 @@ def fit(matrix: sp.csr_matrix, als: AlsSettings) -> tuple[np.ndarray, np.ndarray
     return np.asarray(model.user_factors), np.asarray(model.item_factors)
 
 
-def build_matrix(spark: SparkSession, pairs: DataFrame, als: AlsSettings) -> tuple[
-    sp.csr_matrix, np.ndarray, np.ndarray
-]:
+def build_matrix(
+    spark: SparkSession, pairs: DataFrame, als: AlsSettings
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """Collect the indexed confidence matrix and the id arrays, within the memory bound."""
     users = dense_index(pairs, C.USER_ID, USER_INDEX).cache()
     items = dense_index(pairs, C.ITEM_ID, ITEM_INDEX).cache()
     n_users, n_items = users.count(), items.count()
     nnz = pairs.count()
     bound = memory_bound_mb(n_users, n_items, nnz, als.factors)
-    log.info("ALS matrix %d users x %d items, %d non-zeros: ~%.0f MiB", n_users, n_items, nnz,
-             bound)
+    log.info(
+        "ALS matrix %d users x %d items, %d non-zeros: ~%.0f MiB", n_users, n_items, nnz, bound
+    )
     if bound > als.max_matrix_mb:
         raise AlsMemoryError(
             f"the implicit ALS backend needs ~{bound:.0f} MiB for {n_users} users x {n_items} "
@@ -207,7 +208,9 @@ def train_als(spark: SparkSession, settings: Settings, run_date: dt.date) -> dic
         "n_items": float(matrix.shape[1]),
         "nnz": float(matrix.nnz),
         "density": matrix.nnz / max(1, matrix.shape[0] * matrix.shape[1]),
-        "memory_bound_mb": memory_bound_mb(*matrix.shape, matrix.nnz, als.factors),
+        "memory_bound_mb": memory_bound_mb(
+            matrix.shape[0], matrix.shape[1], matrix.nnz, als.factors
+        ),
     }
     experiment_id = tracking.use_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{STAGE} {run_date.isoformat()}"):

@@ -13,8 +13,8 @@ from recsys_lib.generator import generate_shop
 from tests.conftest import REPO, TEST_KEY, make_settings
 from tests.integration.helpers import (
     assert_no_raw_user_ids,
-    assert_reconciled,
     assert_recommendations_sound,
+    assert_reconciled,
     snapshot,
 )
 

@@ -11,8 +11,8 @@ from recsys_lib.stages import NIGHTLY
 from tests.conftest import RR_SAMPLE, make_settings
 from tests.integration.helpers import (
     assert_no_raw_user_ids,
-    assert_reconciled,
     assert_recommendations_sound,
+    assert_reconciled,
     snapshot,
 )
 

@@ -22,11 +22,19 @@ def test_window_bounds_include_the_run_date() -> None:
 
 def test_confidence_sums_event_weights(spark) -> None:
     events = spark.createDataFrame(
-        [("u", 1, "view"), ("u", 1, "view"), ("u", 1, "purchase"), ("u", 2, "cart"),
-         ("v", 3, "other")],
+        [
+            ("u", 1, "view"),
+            ("u", 1, "view"),
+            ("u", 1, "purchase"),
+            ("u", 2, "cart"),
+            ("v", 3, "other"),
+        ],
         f"{C.USER_ID} string, {C.ITEM_ID} bigint, {C.EVENT_TYPE} string",
     )
-    got = {(r[0], r[1]): r[2] for r in interactions(events, {"view": 1, "cart": 4, "purchase": 8}).collect()}
+    got = {
+        (r[0], r[1]): r[2]
+        for r in interactions(events, {"view": 1, "cart": 4, "purchase": 8}).collect()
+    }
     assert got == {("u", 1): 10.0, ("u", 2): 4.0}
 
 
@@ -41,7 +49,9 @@ def test_matrix_is_indexed_in_sorted_id_order(spark, settings) -> None:
 
 
 def test_memory_bound_refuses_with_advice(spark, settings) -> None:
-    pairs = spark.createDataFrame([("a", 1, 1.0)], f"{C.USER_ID} string, {C.ITEM_ID} bigint, weight double")
+    pairs = spark.createDataFrame(
+        [("a", 1, 1.0)], f"{C.USER_ID} string, {C.ITEM_ID} bigint, weight double"
+    )
     tiny = dataclasses.replace(settings.als, max_matrix_mb=0)
     with pytest.raises(AlsMemoryError, match="max_matrix_mb=0.*Spark MLlib backend"):
         build_matrix(spark, pairs, tiny)
@@ -66,8 +76,10 @@ def test_fit_is_deterministic_and_version_is_a_content_hash(settings) -> None:
 
 def test_model_round_trips_through_a_file(tmp_path) -> None:
     model = AlsModel(
-        np.array(["x" * 64, "y" * 64]), np.array([5, 6], dtype=np.int64),
-        np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32),
+        np.array(["x" * 64, "y" * 64]),
+        np.array([5, 6], dtype=np.int64),
+        np.ones((2, 3), np.float32),
+        np.zeros((2, 3), np.float32),
     )
     model.save(tmp_path / "m.npz")
     loaded = AlsModel.load(tmp_path / "m.npz")

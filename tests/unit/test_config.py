@@ -48,7 +48,9 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
         ("RECSYS__ALS", "1", "RECSYS__SECTION__KEY"),
     ],
 )
-def test_bad_overrides_fail_with_the_key(tmp_path: Path, name: str, value: str, message: str) -> None:
+def test_bad_overrides_fail_with_the_key(
+    tmp_path: Path, name: str, value: str, message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ={name: value})
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from recsys_lib.privacy import (
@@ -31,8 +33,8 @@ def test_known_vector() -> None:
 def test_key_from_environment_or_refusal(settings) -> None:
     assert pseudonym_key(settings, {"RECSYS_PSEUDONYM_KEY": "abc"}) == b"abc"
     assert pseudonym_key(settings, {}) == DEMO_KEY  # local.yaml allows the demo key
-    strict = settings.__class__(
-        **{**settings.__dict__, "privacy": settings.privacy.__class__("RECSYS_PSEUDONYM_KEY", False)}
+    strict = dataclasses.replace(
+        settings, privacy=dataclasses.replace(settings.privacy, allow_demo_key=False)
     )
     with pytest.raises(MissingKeyError, match="RECSYS_PSEUDONYM_KEY"):
         pseudonym_key(strict, {})

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from recsys_lib import constants as C
-from recsys_lib.recommend import PURCHASED, score_popular, top_k_for_users
+from recsys_lib.recommend import score_popular
+from recsys_lib.scoring import PURCHASED, top_k_for_users
 
 
 def test_top_k_excludes_purchased_and_breaks_ties_by_item_id() -> None:

@@ -5,8 +5,8 @@ import pytest
 
 from recsys_lib import constants as C
 from recsys_lib.storage import (
-    ensure_tables,
     read_table,
+    register_tables,
     table_version,
     write_partition,
     write_partitions,
@@ -23,32 +23,43 @@ def checks(spark, day, names, table="t"):
 
 
 def test_rewriting_a_day_leaves_one_copy(spark, settings) -> None:
-    ensure_tables(spark, settings)
+    register_tables(spark, settings)
     write_partition(checks(spark, D1, ["a", "b"]), settings, QUALITY_CHECKS, D1)
     write_partition(checks(spark, D2, ["a"]), settings, QUALITY_CHECKS, D2)
     write_partition(checks(spark, D1, ["c"]), settings, QUALITY_CHECKS, D1)
-    rows = sorted((r[C.DT], r[C.CHECK_NAME]) for r in read_table(spark, settings, QUALITY_CHECKS).collect())
+    rows = sorted(
+        (r[C.DT], r[C.CHECK_NAME]) for r in read_table(spark, settings, QUALITY_CHECKS).collect()
+    )
     assert rows == [(D1, "c"), (D2, "a")]
 
 
 def test_scope_replaces_only_its_slice(spark, settings) -> None:
-    ensure_tables(spark, settings)
-    write_partition(checks(spark, D1, ["a"], "x"), settings, QUALITY_CHECKS, D1, {C.TABLE_NAME: "x"})
-    write_partition(checks(spark, D1, ["b"], "y"), settings, QUALITY_CHECKS, D1, {C.TABLE_NAME: "y"})
-    write_partition(checks(spark, D1, ["c"], "x"), settings, QUALITY_CHECKS, D1, {C.TABLE_NAME: "x"})
-    rows = sorted((r[C.TABLE_NAME], r[C.CHECK_NAME]) for r in read_table(spark, settings, QUALITY_CHECKS).collect())
+    register_tables(spark, settings)
+    write_partition(
+        checks(spark, D1, ["a"], "x"), settings, QUALITY_CHECKS, D1, {C.TABLE_NAME: "x"}
+    )
+    write_partition(
+        checks(spark, D1, ["b"], "y"), settings, QUALITY_CHECKS, D1, {C.TABLE_NAME: "y"}
+    )
+    write_partition(
+        checks(spark, D1, ["c"], "x"), settings, QUALITY_CHECKS, D1, {C.TABLE_NAME: "x"}
+    )
+    rows = sorted(
+        (r[C.TABLE_NAME], r[C.CHECK_NAME])
+        for r in read_table(spark, settings, QUALITY_CHECKS).collect()
+    )
     assert rows == [("x", "c"), ("y", "b")]
 
 
 def test_rows_outside_the_partition_are_refused(spark, settings) -> None:
-    ensure_tables(spark, settings)
+    register_tables(spark, settings)
     with pytest.raises(Exception, match="(?i)replaceWhere|does not conform|violat"):
         write_partition(checks(spark, D2, ["a"]), settings, QUALITY_CHECKS, D1)
     assert read_table(spark, settings, QUALITY_CHECKS).count() == 0
 
 
 def test_failed_multi_table_write_restores_earlier_tables(spark, settings) -> None:
-    ensure_tables(spark, settings)
+    register_tables(spark, settings)
     write_partition(checks(spark, D1, ["old"]), settings, QUALITY_CHECKS, D1)
     version = table_version(spark, settings, QUALITY_CHECKS)
     broken = spark.createDataFrame([(D1, "stage")], f"{C.DT} date, {C.STAGE} string")
@@ -65,12 +76,12 @@ def test_failed_multi_table_write_restores_earlier_tables(spark, settings) -> No
 
 
 def test_registration_follows_the_warehouse_and_keeps_data(spark, settings, tmp_path) -> None:
-    ensure_tables(spark, settings)
+    register_tables(spark, settings)
     write_partition(checks(spark, D1, ["kept"]), settings, QUALITY_CHECKS, D1)
     other = dataclasses.replace(
         settings, paths=dataclasses.replace(settings.paths, warehouse=str(tmp_path / "other"))
     )
-    ensure_tables(spark, other)
+    register_tables(spark, other)
     assert spark.sql("SELECT count(*) FROM ops.quality_checks").first()[0] == 0
-    ensure_tables(spark, settings)
+    register_tables(spark, settings)
     assert spark.sql("SELECT check_name FROM ops.quality_checks").first()[0] == "kept"
