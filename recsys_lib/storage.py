@@ -53,7 +53,8 @@ def register_tables(spark: SparkSession, settings: Settings) -> None:
         return
     create_missing_tables(spark, settings)
     for table in ALL_TABLES:
-        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {table.schema_name}")
+        if not spark.catalog.databaseExists(table.schema_name):
+            spark.sql(f"CREATE SCHEMA {table.schema_name}")
         # The tables are external (they have a LOCATION): dropping forgets the name only.
         spark.sql(f"DROP TABLE IF EXISTS {table.name}")
         spark.sql(f"CREATE TABLE {table.name} USING DELTA LOCATION '{table_path(settings, table)}'")

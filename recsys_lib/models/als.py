@@ -132,16 +132,16 @@ def fit(matrix: sp.csr_matrix, als: AlsSettings) -> tuple[np.ndarray, np.ndarray
     from implicit.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
-    model = AlternatingLeastSquares(
-        factors=als.factors,
-        regularization=als.regularization,
-        alpha=als.alpha,
-        iterations=als.iterations,
-        num_threads=als.threads,
-        random_state=als.seed,
-    )
     # implicit parallelises over users itself; a threaded BLAS underneath only oversubscribes.
     with threadpool_limits(limits=1, user_api="blas"):
+        model = AlternatingLeastSquares(
+            factors=als.factors,
+            regularization=als.regularization,
+            alpha=als.alpha,
+            iterations=als.iterations,
+            num_threads=als.threads,
+            random_state=als.seed,
+        )
         model.fit(matrix, show_progress=False)
     if hasattr(model, "to_cpu"):
         model = model.to_cpu()
