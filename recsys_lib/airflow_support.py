@@ -31,6 +31,8 @@ def submit_properties(settings: Settings) -> dict[str, str]:
     properties = session_conf(settings)
     properties["spark.pyspark.python"] = sys.executable
     properties["spark.pyspark.driver.python"] = sys.executable
+    if settings.spark.submit_java_options:
+        properties["spark.driver.extraJavaOptions"] = settings.spark.submit_java_options
     return properties
 
 

@@ -49,6 +49,7 @@ class SparkSettings:
     shuffle_partitions: int
     packages: tuple[str, ...]
     conf: Mapping[str, str] = field(default_factory=dict)
+    submit_java_options: str = ""
 
 
 @dataclass(frozen=True)

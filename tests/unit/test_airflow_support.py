@@ -1,0 +1,24 @@
+import json
+from pathlib import Path
+
+from recsys_lib.airflow_support import spark_connection, submit_properties
+from tests.conftest import make_settings
+
+
+def test_spark_connection_carries_the_configured_master(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, SPARK__MASTER="spark://127.0.0.1:7077")
+    assert json.loads(spark_connection(settings)) == {
+        "conn_type": "spark",
+        "host": "spark://127.0.0.1:7077",
+    }
+
+
+def test_submit_properties_ship_delta_and_the_interpreter(tmp_path: Path) -> None:
+    properties = submit_properties(make_settings(tmp_path))
+    jars = properties["spark.jars"].split(",")
+    assert any("delta-spark_4.2_2.13" in j for j in jars)
+    assert not any("hadoop-client" in j or "jackson-core" in j for j in jars)  # Spark has them
+    assert properties["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert properties["spark.pyspark.python"].endswith("python")
+    assert properties["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
+    assert properties["spark.sql.warehouse.dir"].startswith(str(tmp_path))
