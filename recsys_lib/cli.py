@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate a shop and run the nightly pipeline on it")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--days", type=int, default=14, help="days of history to generate")
+    p.add_argument("--days", type=int, default=10, help="days of history to generate")
     p.add_argument("--scale", type=float, default=0.5, help="size of the default shop")
     p.set_defaults(func=cmd_demo)
 
