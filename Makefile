@@ -14,7 +14,7 @@ export PATH := $(BIN):$(PATH)
 INSTALLED := $(VENV)/.installed
 JARS := .cache/ivy/.resolved
 
-.PHONY: setup demo test test-fast lint airflow mlflow clean clean-all
+.PHONY: setup demo test test-fast bench lint airflow mlflow clean clean-all
 
 setup: $(INSTALLED) $(JARS)
 
@@ -38,6 +38,10 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
+# Prints figures, asserts nothing; results go to docs/benchmarks.md with the machine.
+bench: setup
+	$(BIN)/python bench/nightly.py --scale 1.0 --work bench_work
+
 lint: setup
 	$(BIN)/ruff check recsys_lib jobs dags tests
 	$(BIN)/ruff format --check recsys_lib jobs dags tests
@@ -55,7 +59,7 @@ mlflow: setup
 # Removes what runs produced (tables, MLflow store, Airflow home, generated data);
 # keeps .venv and the jar cache. `make clean-all` removes those too.
 clean:
-	rm -rf warehouse mlflow airflow_home data spark-warehouse .pytest_cache .cache/spark
+	rm -rf warehouse mlflow airflow_home data spark-warehouse bench_work .pytest_cache .cache/spark
 
 clean-all: clean
 	rm -rf $(VENV) .cache

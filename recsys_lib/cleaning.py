@@ -34,15 +34,7 @@ from recsys_lib.privacy import hmac_sha256_column, pseudonym_key
 from recsys_lib.storage import read_partition, write_partitions
 from recsys_lib.tables import CLEAN_EVENTS, CLEAN_EVENTS_REJECTED, QUALITY_CHECKS, RAW_EVENTS
 
-REJECT_REASONS = (
-    "bad_timestamp",
-    "timestamp_outside_day",
-    "unknown_event",
-    "null_user_id",
-    "null_item_id",
-    "bad_item_id",
-    "missing_transaction_id",
-)
+REJECT_REASONS = C.REJECT_REASONS
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,17 @@ RR_PROP_CATEGORY = "categoryid"
 RR_PROP_AVAILABLE = "available"
 RR_PROP_PRICE = "790"
 
+# Reasons for rejecting an input row, in the order the clean stage tests them.
+REJECT_REASONS = (
+    "bad_timestamp",
+    "timestamp_outside_day",
+    "unknown_event",
+    "null_user_id",
+    "null_item_id",
+    "bad_item_id",
+    "missing_transaction_id",
+)
+
 # Canonical event types used from clean.events on.
 VIEW = "view"
 CART = "cart"

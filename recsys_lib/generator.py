@@ -43,15 +43,9 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 REAL_CATEGORY_TREE = "../shared/data/retailrocket/category_tree.csv.gz"
 
-# Named like the clean stage's reject reasons, which is what each kind must trigger there.
-MALFORMED_KINDS = (
-    "bad_timestamp",
-    "timestamp_outside_day",
-    "unknown_event",
-    "null_user_id",
-    "null_item_id",
-    "bad_item_id",
-)
+# The clean stage's reject reasons, which is what each kind must trigger there; the
+# generator writes no transaction without its id, so the last reason is left out.
+MALFORMED_KINDS = C.REJECT_REASONS[:6]
 EVENT_NAMES = (C.RR_VIEW, C.RR_ADDTOCART, C.RR_TRANSACTION)
 _VIEW, _CART, _PURCHASE = 0, 1, 2
 _EXPLORE, _LEAF, _ROOT = 0, 1, 2
