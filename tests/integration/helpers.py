@@ -25,7 +25,7 @@ def snapshot(spark: SparkSession, settings: Settings) -> dict[str, list[tuple]]:
     """Sorted rows of every clean/recs table, and raw.events without its ingest time."""
     tables: dict[str, DataFrame] = {t.name: read_table(spark, settings, t) for t in OUTPUT_TABLES}
     tables[RAW_EVENTS.name] = read_table(spark, settings, RAW_EVENTS).drop(C.INGESTED_AT)
-    return {name: sorted(tuple(r) for r in df.collect()) for name, df in tables.items()}
+    return {name: sorted((tuple(r) for r in df.collect()), key=repr) for name, df in tables.items()}
 
 
 def assert_reconciled(spark: SparkSession, settings: Settings, day: dt.date) -> dict[str, float]:
