@@ -63,6 +63,10 @@ class MlflowSettings:
 class InputSettings:
     format: str
     events_path: str
+    # Catalogue: item_properties*.csv[.gz] (a file or a directory of them) and the category
+    # tree; an empty path means the shop has none (items are then known from events only).
+    item_properties_path: str = ""
+    category_tree_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,35 @@ class AlsSettings:
 
 
 @dataclass(frozen=True)
+class FeatureSettings:
+    event_weights: Mapping[str, float]
+    affinity_half_life_days: float
+    rate_prior_strength: float
+    top_categories: int
+
+
+@dataclass(frozen=True)
+class CompletionSettings:
+    window_days: int
+    holdout_share: float
+    min_confidence: float
+    leaf_min_confidence: float
+    num_boost_round: int
+    early_stopping_rounds: int
+    learning_rate: float
+    num_leaves: int
+    min_labelled_items: int
+    max_training_rows: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    min_row_ratio: float
+    max_row_ratio: float
+
+
+@dataclass(frozen=True)
 class RecommendSettings:
     top_k: int
     min_history_items: int
@@ -108,6 +141,9 @@ class Settings:
     input: InputSettings
     clean: CleanSettings
     privacy: PrivacySettings
+    features: FeatureSettings
+    completion: CompletionSettings
+    quality: QualitySettings
     als: AlsSettings
     recommend: RecommendSettings
 

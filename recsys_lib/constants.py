@@ -74,3 +74,68 @@ FIGURES = "figures"
 # Columns of a generated shop's items.csv (its ground truth; itemid and categoryid as above).
 GEN_PRICE = "price"
 GEN_FIRST_SEEN = "first_seen"
+
+# Catalogue input (RetailRocket item_properties*.csv; the value column is RR_VALUE).
+RR_ITEM_PROPERTY_COLUMNS = (RR_TIMESTAMP, RR_ITEM_ID, RR_PROPERTY, RR_VALUE)
+RR_CATEGORY_TREE_COLUMNS = (RR_CATEGORY_ID, RR_PARENT_ID)
+
+# clean.items
+CATEGORY_ID = "category_id"
+CATEGORY_PATH = "category_path"
+TOP_CATEGORY_ID = "top_category_id"
+CATEGORY_DEPTH = "category_depth"
+CATEGORY_SOURCE = "category_source"
+CATEGORY_CONFIDENCE = "category_confidence"
+PRICE = "price"
+AVAILABLE = "available"
+FIRST_SEEN = "first_seen"
+PROPERTIES_UPDATED_AT = "properties_updated_at"
+SOURCE_CATALOGUE = "catalogue"
+SOURCE_PREDICTED = "predicted"
+
+# Daily aggregates (features.*_daily).
+VIEWS = "views"
+CARTS = "carts"
+PURCHASES = "purchases"
+EVENT_COUNT_COLUMNS = {VIEW: VIEWS, CART: CARTS, PURCHASE: PURCHASES}
+USERS = "users"
+ITEMS = "items"
+ACTIVE_HOURS = "active_hours"
+FIRST_EVENT_TS = "first_event_ts"
+LAST_EVENT_TS = "last_event_ts"
+
+# features.user_portrait and features.item_features (windowed columns: f"{name}_{n}d").
+ACTIVE_DAYS_90D = "active_days_90d"
+DISTINCT_ITEMS_90D = "distinct_items_90d"
+DISTINCT_CATEGORIES_90D = "distinct_categories_90d"
+FIRST_ACTIVE_DATE = "first_active_date"
+DAYS_SINCE_LAST_EVENT = "days_since_last_event"
+DAYS_SINCE_LAST_CART = "days_since_last_cart"
+DAYS_SINCE_LAST_PURCHASE = "days_since_last_purchase"
+SPEND_90D = "spend_90d"
+RECENCY_SCORE = "recency_score"
+FREQUENCY_SCORE = "frequency_score"
+MONETARY_SCORE = "monetary_score"
+RFM_SEGMENT = "rfm_segment"
+LIFECYCLE_STAGE = "lifecycle_stage"
+TOP_CATEGORIES = "top_categories"
+AFFINITY = "affinity"
+PRICE_BAND_PCT = "price_band_pct"
+PRICE_BAND = "price_band"
+PREFERRED_PUSH_HOUR = "preferred_push_hour"
+CART_RATE = "cart_rate"
+PURCHASE_RATE = "purchase_rate"
+USERS_30D = "users_30d"
+TREND_7D = "trend_7d"
+AGE_DAYS = "age_days"
+PRICE_PCT_IN_CATEGORY = "price_pct_in_category"
+
+RFM_SEGMENTS = ("champions", "loyal", "new", "promising", "at_risk", "hibernating")
+LIFECYCLE_STAGES = ("new", "active", "dormant", "churned")
+PRICE_BANDS = ("low", "mid", "high")
+
+# ops.model_evaluation
+MODEL = "model"
+VARIANT = "variant"
+METRIC = "metric"
+K = "k"

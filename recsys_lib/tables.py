@@ -18,6 +18,10 @@ class Column:
     dtype: T.DataType
     doc: str
     nullable: bool = True
+    # Inclusive bounds every value must respect (numbers) or the accepted values (text);
+    # the quality checks of the stage that writes the table enforce them.
+    value_range: tuple[float, float] | None = None
+    accepted: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,302 @@ RAW_EVENTS = TableContract(
         Column(C.SOURCE_FILE, T.StringType(), "input file the row came from", False),
         Column(C.INGESTED_AT, T.TimestampType(), "when the ingest stage read the row (UTC)", False),
     ),
+)
+
+RAW_ITEMS = TableContract(
+    name="raw.items",
+    grain="one catalogue property row stamped on the run date, as received (all as text)",
+    columns=(
+        _DT,
+        Column(C.RR_TIMESTAMP, T.StringType(), "snapshot time, epoch milliseconds UTC"),
+        Column(C.RR_ITEM_ID, T.StringType(), "item id as received"),
+        Column(C.RR_PROPERTY, T.StringType(), "property name (categoryid, available, 790, ...)"),
+        Column(C.RR_VALUE, T.StringType(), "property value as received"),
+        Column(C.SOURCE_FILE, T.StringType(), "input file the row came from", False),
+        Column(C.INGESTED_AT, T.TimestampType(), "when the ingest stage read the row (UTC)", False),
+    ),
+)
+
+_SHARE = (0.0, 1.0)
+_COUNT = (0.0, float(2**62))
+
+CLEAN_ITEMS = TableContract(
+    name="clean.items",
+    grain="item as of the run date: catalogue values stamped up to that day, completed category",
+    columns=(
+        _DT,
+        Column(C.ITEM_ID, T.LongType(), "item id", False),
+        Column(
+            C.CATEGORY_ID,
+            T.LongType(),
+            "category: the catalogue's, else a predicted one (leaf or top level); null if neither",
+        ),
+        Column(
+            C.CATEGORY_PATH,
+            T.ArrayType(T.LongType()),
+            "category ids from the top level down to category_id (known ancestors only)",
+        ),
+        Column(
+            C.TOP_CATEGORY_ID,
+            T.LongType(),
+            "root of the path; null if the category or one of its ancestors is not in the tree",
+        ),
+        Column(
+            C.CATEGORY_DEPTH, T.IntegerType(), "0 for a top-level category", value_range=(0, 64)
+        ),
+        Column(
+            C.CATEGORY_SOURCE,
+            T.StringType(),
+            "catalogue, predicted (category completion), or null (no category)",
+            accepted=(C.SOURCE_CATALOGUE, C.SOURCE_PREDICTED),
+        ),
+        Column(
+            C.CATEGORY_CONFIDENCE,
+            T.DoubleType(),
+            "1 for the catalogue; the model's probability for a prediction",
+            value_range=_SHARE,
+        ),
+        Column(
+            C.PRICE,
+            T.DoubleType(),
+            "latest price (property 790) stamped up to the run date",
+            value_range=(0.0, 1e12),
+        ),
+        Column(C.AVAILABLE, T.BooleanType(), "latest availability stamped up to the run date"),
+        Column(C.FIRST_SEEN, T.DateType(), "first day in the catalogue or in the event log", False),
+        Column(C.PROPERTIES_UPDATED_AT, T.TimestampType(), "latest catalogue row used"),
+    ),
+    key=(C.DT, C.ITEM_ID),
+)
+
+_EVENT_COUNTS = tuple(
+    Column(name, T.LongType(), f"{event} events", False, value_range=_COUNT)
+    for event, name in C.EVENT_COUNT_COLUMNS.items()
+)
+
+USER_DAILY = TableContract(
+    name="features.user_daily",
+    grain="user x day: the day's activity of a user with at least one clean event",
+    columns=(
+        _DT,
+        Column(C.USER_ID, T.StringType(), "pseudonymous user id", False),
+        *_EVENT_COUNTS,
+        Column(C.ITEMS, T.LongType(), "distinct items with an event", False, value_range=_COUNT),
+        Column(
+            C.ACTIVE_HOURS,
+            T.ArrayType(T.LongType()),
+            "events per UTC hour of the day, 24 counts (index = hour)",
+            False,
+        ),
+        Column(C.FIRST_EVENT_TS, T.TimestampType(), "first event of the day", False),
+        Column(C.LAST_EVENT_TS, T.TimestampType(), "last event of the day", False),
+    ),
+    key=(C.DT, C.USER_ID),
+)
+
+USER_ITEM_DAILY = TableContract(
+    name="features.user_item_daily",
+    grain="user x item x day: a user's events on one item that day",
+    columns=(
+        _DT,
+        Column(C.USER_ID, T.StringType(), "pseudonymous user id", False),
+        Column(C.ITEM_ID, T.LongType(), "item id", False),
+        *_EVENT_COUNTS,
+        Column(C.LAST_EVENT_TS, T.TimestampType(), "last event of the user on the item", False),
+    ),
+    key=(C.DT, C.USER_ID, C.ITEM_ID),
+)
+
+ITEM_DAILY = TableContract(
+    name="features.item_daily",
+    grain="item x day: the day's activity on an item with at least one clean event",
+    columns=(
+        _DT,
+        Column(C.ITEM_ID, T.LongType(), "item id", False),
+        *_EVENT_COUNTS,
+        Column(C.USERS, T.LongType(), "distinct users with an event", False, value_range=_COUNT),
+    ),
+    key=(C.DT, C.ITEM_ID),
+)
+
+
+def _windowed(name: str, days: tuple[int, ...], what: str) -> tuple[Column, ...]:
+    return tuple(
+        Column(
+            f"{name}_{n}d",
+            T.LongType(),
+            f"{what} in the {n} days ending on dt",
+            False,
+            value_range=_COUNT,
+        )
+        for n in days
+    )
+
+
+_AFFINITY = T.StructType(
+    [
+        T.StructField(C.CATEGORY_ID, T.LongType(), False),
+        T.StructField(C.AFFINITY, T.DoubleType(), False),
+    ]
+)
+
+USER_PORTRAIT = TableContract(
+    name="features.user_portrait",
+    grain="user x run date: a user with an event in the 90 days ending on dt (rules: "
+    "docs/features.md)",
+    columns=(
+        _DT,
+        Column(C.USER_ID, T.StringType(), "pseudonymous user id", False),
+        *_windowed(C.VIEWS, (1, 7, 30, 90), "views"),
+        *_windowed(C.CARTS, (1, 7, 30, 90), "add-to-carts"),
+        *_windowed(C.PURCHASES, (1, 7, 30, 90), "purchases"),
+        Column(C.ACTIVE_DAYS_90D, T.LongType(), "days with an event", False, value_range=(1, 90)),
+        Column(C.DISTINCT_ITEMS_90D, T.LongType(), "distinct items", False, value_range=_COUNT),
+        Column(
+            C.DISTINCT_CATEGORIES_90D,
+            T.LongType(),
+            "distinct categories (as of dt)",
+            False,
+            value_range=_COUNT,
+        ),
+        Column(C.FIRST_ACTIVE_DATE, T.DateType(), "first day with an event in the 90 days", False),
+        Column(
+            C.DAYS_SINCE_LAST_EVENT, T.IntegerType(), "0 = active on dt", False, value_range=(0, 89)
+        ),
+        Column(
+            C.DAYS_SINCE_LAST_CART, T.IntegerType(), "null: no cart in 90 days", value_range=(0, 89)
+        ),
+        Column(
+            C.DAYS_SINCE_LAST_PURCHASE,
+            T.IntegerType(),
+            "null: no purchase in 90 days",
+            value_range=(0, 89),
+        ),
+        Column(
+            C.SPEND_90D,
+            T.DoubleType(),
+            "sum of purchases x item price (price as of dt)",
+            False,
+            value_range=(0.0, 1e15),
+        ),
+        Column(
+            C.RECENCY_SCORE,
+            T.IntegerType(),
+            "R, 1-5 by quintile of recency (5 = most recent)",
+            False,
+            value_range=(1, 5),
+        ),
+        Column(
+            C.FREQUENCY_SCORE,
+            T.IntegerType(),
+            "F, 1-5 by quintile of active days",
+            False,
+            value_range=(1, 5),
+        ),
+        Column(
+            C.MONETARY_SCORE,
+            T.IntegerType(),
+            "M, 1-5 by quintile of spend",
+            False,
+            value_range=(1, 5),
+        ),
+        Column(C.RFM_SEGMENT, T.StringType(), "named RFM segment", False, accepted=C.RFM_SEGMENTS),
+        Column(
+            C.LIFECYCLE_STAGE, T.StringType(), "lifecycle stage", False, accepted=C.LIFECYCLE_STAGES
+        ),
+        Column(
+            C.TOP_CATEGORIES,
+            T.ArrayType(_AFFINITY),
+            "up to 3 categories with the highest affinity (event-weighted, time-decayed share)",
+            False,
+        ),
+        Column(
+            C.PRICE_BAND_PCT,
+            T.DoubleType(),
+            "weighted mean price percentile (within category) of the user's items",
+            value_range=_SHARE,
+        ),
+        Column(C.PRICE_BAND, T.StringType(), "low, mid or high", accepted=C.PRICE_BANDS),
+        Column(
+            C.ACTIVE_HOURS, T.ArrayType(T.LongType()), "events per UTC hour over 90 days", False
+        ),
+        Column(
+            C.PREFERRED_PUSH_HOUR,
+            T.IntegerType(),
+            "UTC hour a message is most likely seen",
+            False,
+            value_range=(0, 23),
+        ),
+        Column(
+            C.CART_RATE,
+            T.DoubleType(),
+            "carts / views over 90 days, smoothed",
+            False,
+            value_range=_SHARE,
+        ),
+        Column(
+            C.PURCHASE_RATE,
+            T.DoubleType(),
+            "purchases / views over 90 days, smoothed",
+            False,
+            value_range=_SHARE,
+        ),
+    ),
+    key=(C.DT, C.USER_ID),
+)
+
+ITEM_FEATURES = TableContract(
+    name="features.item_features",
+    grain="item x run date: every item of clean.items on dt",
+    columns=(
+        _DT,
+        Column(C.ITEM_ID, T.LongType(), "item id", False),
+        *_windowed(C.VIEWS, (1, 7, 30), "views"),
+        *_windowed(C.CARTS, (1, 7, 30), "add-to-carts"),
+        *_windowed(C.PURCHASES, (1, 7, 30), "purchases"),
+        Column(
+            C.USERS_30D,
+            T.LongType(),
+            "sum over days of distinct users with an event",
+            False,
+            value_range=_COUNT,
+        ),
+        Column(
+            C.TREND_7D,
+            T.DoubleType(),
+            "(weighted events of the last 7 days + 1) / (those of the 7 before + 1)",
+            False,
+            value_range=(0.0, 1e12),
+        ),
+        Column(
+            C.CART_RATE,
+            T.DoubleType(),
+            "carts / views over 30 days, smoothed",
+            False,
+            value_range=_SHARE,
+        ),
+        Column(
+            C.PURCHASE_RATE,
+            T.DoubleType(),
+            "purchases / views over 30 days, smoothed",
+            False,
+            value_range=_SHARE,
+        ),
+        Column(C.FIRST_SEEN, T.DateType(), "first day in the catalogue or the log", False),
+        Column(C.AGE_DAYS, T.IntegerType(), "days since first seen", False, value_range=(0, 1e6)),
+        Column(C.PRICE, T.DoubleType(), "price as of dt", value_range=(0.0, 1e12)),
+        Column(
+            C.PRICE_PCT_IN_CATEGORY,
+            T.DoubleType(),
+            "percentile of the price among priced items of the same category",
+            value_range=_SHARE,
+        ),
+        Column(C.AVAILABLE, T.BooleanType(), "availability as of dt"),
+        Column(C.CATEGORY_ID, T.LongType(), "category (catalogue or predicted)"),
+        Column(C.TOP_CATEGORY_ID, T.LongType(), "top-level category"),
+        Column(C.CATEGORY_PATH, T.ArrayType(T.LongType()), "category ids, top level first"),
+    ),
+    key=(C.DT, C.ITEM_ID),
 )
 
 CLEAN_EVENTS = TableContract(
@@ -139,12 +439,36 @@ STAGE_RUNS = TableContract(
     key=(C.DT, C.STAGE),
 )
 
+MODEL_EVALUATION = TableContract(
+    name="ops.model_evaluation",
+    grain="model x variant x metric x k x run date: one offline evaluation figure",
+    columns=(
+        _DT,
+        Column(C.MODEL, T.StringType(), "what was evaluated (e.g. category_completion)", False),
+        Column(
+            C.VARIANT, T.StringType(), "model or baseline (e.g. lightgbm, most_frequent)", False
+        ),
+        Column(C.METRIC, T.StringType(), "metric name (e.g. accuracy)", False),
+        Column(C.K, T.IntegerType(), "cut-off (top-k) the metric is measured at", False),
+        Column(C.VALUE, T.DoubleType(), "measured value", False),
+    ),
+    key=(C.DT, C.MODEL, C.VARIANT, C.METRIC, C.K),
+)
+
 ALL_TABLES: tuple[TableContract, ...] = (
     RAW_EVENTS,
+    RAW_ITEMS,
     CLEAN_EVENTS,
     CLEAN_EVENTS_REJECTED,
+    CLEAN_ITEMS,
+    USER_DAILY,
+    USER_ITEM_DAILY,
+    ITEM_DAILY,
+    USER_PORTRAIT,
+    ITEM_FEATURES,
     USER_RECOMMENDATIONS,
     QUALITY_CHECKS,
+    MODEL_EVALUATION,
     STAGE_RUNS,
 )
 
