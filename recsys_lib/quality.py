@@ -7,9 +7,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from recsys_lib.tables import QUALITY_CHECKS
+from recsys_lib import constants as C
+from recsys_lib.config import QualitySettings, Settings
+from recsys_lib.storage import read_partition, write_partitions
+from recsys_lib.tables import QUALITY_CHECKS, TableContract
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +75,96 @@ def raise_on_failure(checks: Sequence[Check]) -> None:
             if c.threshold is not None
         )
         raise QualityCheckError(f"quality check failed: {described}")
+
+
+def _numeric(dtype: T.DataType) -> bool:
+    return isinstance(dtype, T.NumericType)
+
+
+def contract_checks(
+    df: DataFrame,
+    table: TableContract,
+    yesterday_rows: int | None,
+    limits: QualitySettings,
+) -> list[Check]:
+    """The checks a table's contract implies, measured in one pass over ``df``.
+
+    ``rows`` at least 1; ``rows_vs_yesterday`` within ``[min_row_ratio, max_row_ratio]``
+    (skipped without a yesterday); ``nulls.<col>`` = 0 for each non-nullable column and
+    ``null_share.<col>`` recorded for the others; ``out_of_range.<col>`` = 0 for columns with
+    a ``value_range``; ``not_accepted.<col>`` = 0 for columns with ``accepted`` values;
+    ``duplicate_keys`` = 0 for tables with a key.
+    """
+    name = table.name
+    measures: dict[str, Column] = {"rows": F.count(F.lit(1))}
+    for column in table.columns:
+        value = F.col(column.name)
+        measures[f"nulls.{column.name}"] = F.count(F.when(value.isNull(), 1))
+        if column.value_range is not None and _numeric(column.dtype):
+            low, high = column.value_range
+            measures[f"out_of_range.{column.name}"] = F.count(
+                F.when((value < F.lit(low)) | (value > F.lit(high)), 1)
+            )
+        if column.accepted is not None:
+            measures[f"not_accepted.{column.name}"] = F.count(
+                F.when(~value.isin(*column.accepted), 1)
+            )
+    key = [k for k in table.key if k != C.DT]
+    if key:
+        measures["distinct_keys"] = F.countDistinct(*[F.col(k) for k in key])
+    row = df.agg(*[m.alias(k) for k, m in measures.items()]).first()
+    assert row is not None
+    got = {k: float(row[k] or 0) for k in measures}
+    rows = got["rows"]
+    checks = [at_least(name, "rows", rows, 1)]
+    if yesterday_rows:
+        ratio = rows / yesterday_rows
+        checks.append(at_least(name, "rows_vs_yesterday_min", ratio, limits.min_row_ratio))
+        checks.append(at_most(name, "rows_vs_yesterday_max", ratio, limits.max_row_ratio))
+    for column in table.columns:
+        nulls = got[f"nulls.{column.name}"]
+        if column.nullable:
+            checks.append(measure(name, f"null_share.{column.name}", nulls / rows if rows else 0))
+        else:
+            checks.append(equals(name, f"nulls.{column.name}", nulls, 0))
+    for measured, value in got.items():
+        if measured.startswith(("out_of_range.", "not_accepted.")):
+            checks.append(equals(name, measured, value, 0))
+    if key:
+        checks.append(equals(name, "duplicate_keys", rows - got["distinct_keys"], 0))
+    return checks
+
+
+def write_checked(
+    spark: SparkSession,
+    settings: Settings,
+    outputs: Sequence[tuple[TableContract, DataFrame]],
+    run_date: dt.date,
+    extra_checks: Sequence[Check] = (),
+) -> dict[str, float]:
+    """Check each output against its contract, then write them all, with their checks.
+
+    Nothing is written if a check fails (the error names it). The tables' partitions and
+    their ``ops.quality_checks`` slices are written together (``storage.write_partitions``).
+    Returns the row count of each table.
+    """
+    cached = [(table, df.cache()) for table, df in outputs]
+    checks: list[Check] = list(extra_checks)
+    for table, df in cached:
+        yesterday = run_date - dt.timedelta(days=1)
+        yesterday_rows = read_partition(spark, settings, table, yesterday).count()
+        checks += contract_checks(df, table, yesterday_rows, settings.quality)
+    raise_on_failure(checks)
+    checked_tables = sorted({c.table for c in checks})
+    writes = [(table, df, {}) for table, df in cached] + [
+        (
+            QUALITY_CHECKS,
+            checks_frame(spark, [c for c in checks if c.table == name], run_date),
+            {C.TABLE_NAME: name},
+        )
+        for name in checked_tables
+    ]
+    write_partitions(spark, settings, writes, run_date)
+    for _, df in cached:
+        df.unpersist()
+    return {f"rows.{c.table}": c.value for c in checks if c.name == "rows"}

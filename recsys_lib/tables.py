@@ -204,8 +204,9 @@ def _windowed(name: str, days: tuple[int, ...], what: str) -> tuple[Column, ...]
 
 _AFFINITY = T.StructType(
     [
-        T.StructField(C.CATEGORY_ID, T.LongType(), False),
-        T.StructField(C.AFFINITY, T.DoubleType(), False),
+        # Delta refuses NOT NULL inside arrays.
+        T.StructField(C.CATEGORY_ID, T.LongType()),
+        T.StructField(C.AFFINITY, T.DoubleType()),
     ]
 )
 
