@@ -4,7 +4,8 @@ The shop is simulated in whole arrays (numpy), never event by event:
 
 1. a category tree (generated, or the real RetailRocket tree) whose leaves hold the items;
 2. items with a Zipf-like popularity, a price around their category's base price and a
-   first-seen day (a share of them appears during the window);
+   first-seen day (a share of them appears during the window); a share of them has no
+   category in the catalogue (items.csv keeps the truth);
 3. users who each like 1-3 top-level categories (and one leaf in each) and visit in
    sessions on clustered days, at hours that follow a diurnal curve (UTC);
 4. per session, views of items from a liked leaf, a liked root or anywhere (exploration);
@@ -97,6 +98,9 @@ class ShopProfile:
     price_change_per_week: float = 0.04
     availability_change_per_week: float = 0.03
     extra_properties: bool = True  # hashed-token properties besides category/price/stock
+    # Items without any categoryid row in item_properties.csv (items.csv keeps their true
+    # category: the ground truth for category completion).
+    uncategorised_share: float = 0.1
     # Users and sessions.
     sessions_mean: float = 4.5
     sessions_dispersion: float = 1.5
@@ -129,6 +133,7 @@ class ShopProfile:
         shares = (
             self.new_item_share,
             self.available_share,
+            self.uncategorised_share,
             self.explore_share + self.leaf_focus_share,
             self.repeat_view_share,
             self.cart_per_view,
@@ -195,6 +200,7 @@ class GenerationSummary:
     users: int
     bots: int
     items: int
+    uncategorised_items: int
     categories: int
     visitors_with_events: int
     items_with_events: int
@@ -273,7 +279,7 @@ def generate_shop(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_events(out_dir / "events", rows, first_day, n_days)
-    _write_items(out_dir, tree, items, first_day, n_days, rngs[6], shop)
+    uncategorised = _write_items(out_dir, tree, items, first_day, n_days, rngs[6], shop)
 
     summary = GenerationSummary(
         profile=profile,
@@ -282,6 +288,7 @@ def generate_shop(
         users=n_users,
         bots=n_bots,
         items=len(items.ids),
+        uncategorised_items=uncategorised,
         categories=len(tree.ids),
         visitors_with_events=rows.visitors_with_events,
         items_with_events=rows.items_with_events,
@@ -804,7 +811,9 @@ def _write_items(
     n_days: int,
     rng: np.random.Generator,
     shop: ShopProfile,
-) -> None:
+) -> int:
+    """Write category_tree.csv, items.csv and item_properties.csv; returns the number of
+    items left without a category in item_properties.csv."""
     tree.table.to_csv(out_dir / "category_tree.csv", index=False, lineterminator="\n")
     first_seen = pd.to_datetime(first_day) + pd.to_timedelta(items.first_seen, unit="D")
     pd.DataFrame(
@@ -815,15 +824,16 @@ def _write_items(
             C.GEN_FIRST_SEEN: first_seen.strftime("%Y-%m-%d"),
         }
     ).to_csv(out_dir / "items.csv", index=False, lineterminator="\n", float_format="%.3f")
-    _item_properties(items, first_day, n_days, rng, shop).to_csv(
-        out_dir / "item_properties.csv", index=False, lineterminator="\n"
-    )
+    properties, uncategorised = _item_properties(items, first_day, n_days, rng, shop)
+    properties.to_csv(out_dir / "item_properties.csv", index=False, lineterminator="\n")
+    return uncategorised
 
 
 def _item_properties(
     items: _Items, first_day: dt.date, n_days: int, rng: np.random.Generator, shop: ShopProfile
-) -> pd.DataFrame:
-    """Weekly snapshots: every property at the item's first week, then the changes."""
+) -> tuple[pd.DataFrame, int]:
+    """Weekly snapshots: every property at the item's first week, then the changes; and the
+    number of items whose category rows were left out."""
     n = len(items.ids)
     day0_ms = (first_day - dt.date(1970, 1, 1)).days * DAY_MS
     week = items.first_seen // 7  # snapshot on the window's weekly grid, at or before day
@@ -861,6 +871,14 @@ def _item_properties(
             value = ((items.available[item] + nth + 1) % 2).astype(str).astype(object)
         parts.append((when, ids_text[item], prop, value))
 
+    # Drawn last, so that the other rows do not depend on the share.
+    n_hidden = round(shop.uncategorised_share * n)
+    hidden = rng.choice(n, n_hidden, replace=False) if n_hidden else np.empty(0, np.int64)
+    keep = np.ones(n, bool)
+    keep[hidden] = False
+    week0, ids0, prop0, value0 = parts[0]
+    parts[0] = (week0[keep], ids0[keep], prop0, value0[keep])
+
     frame = pd.DataFrame(
         {
             C.RR_TIMESTAMP: np.concatenate([day0_ms + p[0] * 7 * DAY_MS for p in parts]),
@@ -869,7 +887,7 @@ def _item_properties(
             C.RR_VALUE: np.concatenate([p[3] for p in parts]),
         }
     )
-    return frame.iloc[np.argsort(frame[C.RR_TIMESTAMP].to_numpy(), kind="stable")]
+    return frame.iloc[np.argsort(frame[C.RR_TIMESTAMP].to_numpy(), kind="stable")], n_hidden
 
 
 def _price_text(price: Array) -> Array:

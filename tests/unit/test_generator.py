@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -270,13 +270,60 @@ def test_item_properties(shop: Shop, items: pd.DataFrame) -> None:
         category[C.RR_VALUE]
         .astype(int)
         .sort_index()
-        .equals(truth[C.RR_CATEGORY_ID].sort_index().rename(C.RR_VALUE))
+        .equals(truth.loc[category.index, C.RR_CATEGORY_ID].sort_index().rename(C.RR_VALUE))
     )
-    snapshot_lag = truth[C.GEN_FIRST_SEEN] - category["ts"].reindex(truth.index)
+    listed = first.drop_duplicates(C.RR_ITEM_ID).set_index(C.RR_ITEM_ID)
+    snapshot_lag = truth[C.GEN_FIRST_SEEN] - listed["ts"].reindex(truth.index)
     assert snapshot_lag.between(pd.Timedelta(0), pd.Timedelta(days=7)).all()
     changed = props.duplicated([C.RR_ITEM_ID, C.RR_PROPERTY])
     assert changed.any()  # later weekly snapshots of a changed price or availability
     assert len(set(props[C.RR_PROPERTY])) >= 4
+
+
+def test_a_share_of_items_has_no_category_but_keeps_its_truth(
+    shop: Shop, items: pd.DataFrame, tree: pd.DataFrame
+) -> None:
+    props = pd.read_csv(shop.root / "item_properties.csv", dtype=str)
+    categorised = set(props.loc[props[C.RR_PROPERTY] == C.RR_PROP_CATEGORY, C.RR_ITEM_ID])
+    listed = set(props[C.RR_ITEM_ID])
+    assert listed == set(items[C.RR_ITEM_ID].astype(str))  # still in the catalogue
+    hidden = listed - categorised
+    assert len(hidden) == shop.summary.uncategorised_items == round(0.1 * 375) == 38
+    manifest = json.loads((shop.root / "manifest.json").read_text())
+    assert manifest["uncategorised_items"] == 38
+    truth = items.set_index(items[C.RR_ITEM_ID].astype(str))[C.RR_CATEGORY_ID]
+    assert truth.notna().all()
+    assert set(truth[sorted(hidden)]) <= set(tree[C.RR_CATEGORY_ID])
+
+
+def test_the_uncategorised_share_changes_only_category_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generate_shop(tmp_path / "some", scale=0.05, days=7)
+    for name, share in (("none", 0.0), ("all", 1.0)):
+        profile = replace(PROFILES["default"], uncategorised_share=share)
+        monkeypatch.setitem(PROFILES, "default", profile)
+        generate_shop(tmp_path / name, scale=0.05, days=7)
+    some, none, every = (_file_bytes(tmp_path / n) for n in ("some", "none", "all"))
+    assert some["items.csv"] == none["items.csv"] == every["items.csv"]
+    assert some["events/events_2026-10-03.csv"] == none["events/events_2026-10-03.csv"]
+    full = pd.read_csv(tmp_path / "none" / "item_properties.csv", dtype=str)
+    part = pd.read_csv(tmp_path / "some" / "item_properties.csv", dtype=str)
+    bare = pd.read_csv(tmp_path / "all" / "item_properties.csv", dtype=str)
+    is_category = full[C.RR_PROPERTY] == C.RR_PROP_CATEGORY
+    assert bare.equals(full[~is_category].reset_index(drop=True))
+    hidden = set(full[C.RR_ITEM_ID]) - set(
+        part.loc[part[C.RR_PROPERTY] == C.RR_PROP_CATEGORY, C.RR_ITEM_ID]
+    )
+    assert part.equals(
+        full[~(is_category & full[C.RR_ITEM_ID].isin(hidden))].reset_index(drop=True)
+    )
+    assert len(hidden) == round(0.1 * 75) == 8
+
+
+def test_an_uncategorised_share_outside_0_1_is_refused() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        replace(PROFILES["default"], uncategorised_share=1.5)
 
 
 def test_scale_multiplies_users_items_and_events(tmp_path: Path, shop: Shop) -> None:

@@ -1,0 +1,133 @@
+"""Readers for RetailRocket's catalogue: item properties and the category tree.
+
+``item_properties*.csv[.gz]`` holds ``timestamp,itemid,property,value``: one row per weekly
+snapshot of a property that changed. The input is one file or a directory of such files
+(the Kaggle data ships as ``item_properties_part1.csv`` and ``..._part2.csv``); a run for
+date D gets the rows stamped on D (UTC). Most days have no snapshot, so an empty day is
+normal here, unlike the event log.
+
+``category_tree.csv[.gz]`` holds ``categoryid,parentid`` with an empty parent for a root. It
+is small (the real one has 1,669 rows) and is read with pandas on the driver.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from recsys_lib import constants as C
+from recsys_lib.io.retailrocket import InputError, event_date
+
+log = logging.getLogger(__name__)
+
+ITEM_PROPERTIES_SCHEMA = T.StructType(
+    [T.StructField(c, T.StringType()) for c in C.RR_ITEM_PROPERTY_COLUMNS]
+)
+ITEM_PROPERTIES_GLOBS = ("item_properties*.csv", "item_properties*.csv.gz")
+
+# Columns of the frame returned by read_category_tree.
+TREE_CATEGORY_ID = "category_id"
+TREE_PARENT_ID = "parent_id"
+
+_ID_PATTERN = r"\d{1,18}"
+
+
+def _check_header(spark: SparkSession, path: Path, expected: tuple[str, ...]) -> None:
+    first = spark.read.text(str(path)).limit(1).collect()
+    if not first:
+        raise InputError(f"{path}: the file is empty (no header)")
+    found = [h.strip() for h in first[0][0].lstrip("\ufeff").split(",")]
+    if found != list(expected):
+        raise InputError(f"{path}: unexpected header {found}; expected {list(expected)}")
+
+
+def item_property_files(path: Path) -> list[Path]:
+    """The input files behind a configured path: the file itself, or the directory's
+    ``item_properties*.csv[.gz]`` in name order."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted({f for pattern in ITEM_PROPERTIES_GLOBS for f in path.glob(pattern)})
+        if not files:
+            raise InputError(f"{path}: directory holds no item_properties*.csv[.gz] file")
+        return files
+    raise InputError(f"item properties input {path} does not exist")
+
+
+def read_item_properties(spark: SparkSession, path: str, run_date: dt.date) -> DataFrame:
+    """Raw property rows stamped on ``run_date`` (UTC), all as text, plus ``source_file``.
+
+    Fails before any write if the input is missing or a file has another header. Zero rows
+    is a valid answer. Rows whose timestamp does not parse belong to no day; their count is
+    logged as a warning on every run.
+    """
+    files = item_property_files(Path(path))
+    for file in files:
+        _check_header(spark, file, C.RR_ITEM_PROPERTY_COLUMNS)
+    everything = (
+        spark.read.option("header", True)
+        .option("mode", "PERMISSIVE")
+        .schema(ITEM_PROPERTIES_SCHEMA)
+        .csv([str(f) for f in files])
+        .withColumn(C.SOURCE_FILE, F.col("_metadata.file_path"))
+    )
+    day = event_date(F.col(C.RR_TIMESTAMP))
+    unattributable = everything.filter(day.isNull()).count()
+    if unattributable:
+        log.warning(
+            "%s: %d item property rows have no parseable timestamp and belong to no run date",
+            path,
+            unattributable,
+        )
+    return everything.filter(day == F.lit(run_date))
+
+
+def read_category_tree(path: str) -> pd.DataFrame:
+    """The category tree as ``category_id`` (int64) and ``parent_id`` (nullable ``Int64``;
+    ``<NA>`` for a root), in file order.
+
+    Raises :class:`InputError` if the file is missing, has another header, holds a
+    non-integer id, or lists a category twice. Whether every parent is itself a category is
+    not checked here (see :func:`recsys_lib.catalogue.category_paths`).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"category tree {file} does not exist")
+    try:
+        text = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{file}: the file is empty (no header)") from None
+    found = [str(c).strip() for c in text.columns]
+    if found != list(C.RR_CATEGORY_TREE_COLUMNS):
+        raise InputError(
+            f"{file}: unexpected header {found}; expected {list(C.RR_CATEGORY_TREE_COLUMNS)}"
+        )
+    category = text[C.RR_CATEGORY_ID].str.strip()
+    parent = text[C.RR_PARENT_ID].str.strip()
+    bad = ~category.str.fullmatch(_ID_PATTERN) | ~(
+        parent.str.fullmatch(_ID_PATTERN) | (parent == "")
+    )
+    if bad.any():
+        line = int(bad.to_numpy().argmax()) + 2  # 1-based, after the header
+        raise InputError(
+            f"{file}: {int(bad.sum())} rows with a category or parent id that is not a "
+            f"non-negative integer (first at line {line}: "
+            f"{text.iloc[line - 2].tolist()})"
+        )
+    tree = pd.DataFrame(
+        {
+            TREE_CATEGORY_ID: category.astype("int64"),
+            TREE_PARENT_ID: pd.array([int(p) if p else None for p in parent], dtype="Int64"),
+        }
+    )
+    duplicated = tree[TREE_CATEGORY_ID][tree[TREE_CATEGORY_ID].duplicated()]
+    if not duplicated.empty:
+        shown = sorted(set(duplicated.tolist()))[:10]
+        raise InputError(f"{file}: {len(duplicated)} duplicate category ids, e.g. {shown}")
+    return tree
