@@ -1,7 +1,8 @@
 """Benchmark: one nightly run on a shop with the real RetailRocket log's shape.
 
 Generates a ``retailrocket``-profile shop at ``--scale`` (1.0 = the real log's size), loads
-the ALS window's history with ``recsys backfill`` (ingest + clean, one session), then runs
+``--history-days`` of history (default 90, the portraits' window) with ``recsys backfill``
+of the history stages (ingest, clean, aggregate; one session), then runs
 each stage of the last day as its own ``spark-submit``, as the DAG's tasks do, and prints
 each stage's wall time and the peak resident memory of its whole process tree (JVM and
 Python workers). Baseline in the same run: the same stages in one warm in-process session
@@ -24,6 +25,8 @@ import time
 from pathlib import Path
 
 import psutil
+
+from recsys_lib.constants import HISTORY_STAGES, NIGHTLY_STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -61,7 +64,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--work", default="bench_work", help="scratch project home")
-    parser.add_argument("--window-days", type=int, default=30)
+    parser.add_argument("--history-days", type=int, default=90, help="days up to the run date")
     args = parser.parse_args()
 
     work = (REPO / args.work).resolve()
@@ -72,7 +75,8 @@ def main() -> int:
         "RECSYS_CONF_DIR": str(REPO / "conf"),
         "RECSYS__PATHS__JARS_CACHE": str(REPO / ".cache" / "ivy"),
         "RECSYS__INPUT__EVENTS_PATH": str(work / "shop" / "events"),
-        "RECSYS__ALS__WINDOW_DAYS": str(args.window_days),
+        "RECSYS__INPUT__ITEM_PROPERTIES_PATH": str(work / "shop" / "item_properties.csv"),
+        "RECSYS__INPUT__CATEGORY_TREE_PATH": str(work / "shop" / "category_tree.csv"),
         "RECSYS__SPARK__DRIVER_MEMORY": "12g",
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
     }
@@ -95,9 +99,9 @@ def main() -> int:
     )
     print(f"generate retailrocket scale={args.scale}: {seconds:.0f}s, peak {peak:.0f} MiB")
 
-    # The window ends on day 31 of the log (2015-06-02), so history = 30 days before it.
-    last = dt.date(2015, 5, 3) + dt.timedelta(days=args.window_days)
-    first = last - dt.timedelta(days=args.window_days - 1)
+    # The log starts on 2015-05-03; the run date is the last day of the history window.
+    first = dt.date(2015, 5, 3)
+    last = first + dt.timedelta(days=args.history_days - 1)
     seconds, peak = run_measured(
         [
             recsys,
@@ -107,12 +111,13 @@ def main() -> int:
             "--end",
             (last - dt.timedelta(days=1)).isoformat(),
             "--stages",
-            "ingest,clean",
+            ",".join(HISTORY_STAGES),
         ],
         env,
     )
     print(
-        f"history {first} .. {last - dt.timedelta(days=1)} (ingest+clean, one session): "
+        f"history {first} .. {last - dt.timedelta(days=1)} ({'+'.join(HISTORY_STAGES)}, "
+        "one session): "
         f"{seconds:.0f}s, peak {peak:.0f} MiB"
     )
 
@@ -123,7 +128,7 @@ def main() -> int:
     print(f"\nnightly run for {last}, one spark-submit per stage (as the DAG runs them):")
     print(f"  {'stage':<10} {'wall s':>8} {'peak MiB':>9}")
     total = 0.0
-    for stage in ("ingest", "clean", "train_als", "recommend"):
+    for stage in NIGHTLY_STAGES:
         seconds, peak = run_measured(
             [
                 str(BIN / "spark-submit"),
@@ -143,7 +148,7 @@ def main() -> int:
 
     seconds, peak = run_measured([recsys, "run", "all", "--date", last.isoformat()], env)
     print(
-        f"\nbaseline: the same four stages in one in-process session: {seconds:.1f}s, "
+        f"\nbaseline: the same stages in one in-process session: {seconds:.1f}s, "
         f"peak {peak:.0f} MiB"
     )
     return 0

@@ -1,4 +1,5 @@
-"""recsys_nightly: ingest -> clean -> train_als -> recommend, one spark-submit per stage.
+"""recsys_nightly: ingest -> clean -> aggregate -> items -> features -> train_als -> recommend,
+one spark-submit per stage (recsys_lib.constants.NIGHTLY_STAGES).
 
 The run with logical date D processes the events of day D (UTC) and writes every output
 partition dt = D. The scheduler starts it once D has ended (its data interval is [D, D+1)).
@@ -16,8 +17,7 @@ from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from recsys_lib.airflow_support import JOBS_DIR, RUN_DATE_TEMPLATE, spark_properties_file
-
-STAGES = ("ingest", "clean", "train_als", "recommend")
+from recsys_lib.constants import NIGHTLY_STAGES
 
 with DAG(
     dag_id="recsys_nightly",
@@ -36,7 +36,7 @@ with DAG(
     tags=["recsys"],
 ) as dag:
     previous = None
-    for stage in STAGES:
+    for stage in NIGHTLY_STAGES:
         task = SparkSubmitOperator(
             task_id=stage,
             conn_id="spark_default",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from recsys_lib.config import Settings, load_settings
+from recsys_lib.constants import HISTORY_STAGES, NIGHTLY_STAGES
 from recsys_lib.logs import configure_logging
 
 DEMO_DATA = "data/shop"
@@ -173,8 +174,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"[demo] generated {shop.total_rows} event rows, {shop.days} days -> {out}/")
     first, last = shop.first_day, shop.last_day
     history = days(first, last - dt.timedelta(days=1))
-    print(f"[demo] backfilling ingest+clean for {history[0]} .. {history[-1]}")
-    run_days(settings, ["ingest", "clean"], history)
+    print(f"[demo] backfilling {'+'.join(HISTORY_STAGES)} for {history[0]} .. {history[-1]}")
+    run_days(settings, HISTORY_STAGES, history)
     print(f"[demo] airflow dags test recsys_nightly {last}")
     airflow_dags_test(settings, last)
     print(summary(settings, last))
@@ -208,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("run", help="run one stage (or all) for one day, without Airflow")
-    p.add_argument("stage", help="ingest | clean | train_als | recommend | all")
+    p.add_argument("stage", help=f"{' | '.join(NIGHTLY_STAGES)} | all")
     p.add_argument("--date", type=_date, required=True)
     p.set_defaults(func=cmd_run)
 

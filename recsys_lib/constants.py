@@ -7,6 +7,11 @@ from __future__ import annotations
 
 DEFAULT_SEED = 42
 
+# The nightly stages in the order the DAG runs them, and those that every day of history
+# needs before a nightly run (the daily tables its windows read).
+NIGHTLY_STAGES = ("ingest", "clean", "aggregate", "items", "features", "train_als", "recommend")
+HISTORY_STAGES = ("ingest", "clean", "aggregate")
+
 # Input columns of the RetailRocket event log (events.csv), as received.
 RR_TIMESTAMP = "timestamp"
 RR_VISITOR_ID = "visitorid"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -127,9 +127,9 @@ def contract_checks(
             checks.append(measure(name, f"null_share.{column.name}", nulls / rows if rows else 0))
         else:
             checks.append(equals(name, f"nulls.{column.name}", nulls, 0))
-    for measured, value in got.items():
+    for measured, count in got.items():
         if measured.startswith(("out_of_range.", "not_accepted.")):
-            checks.append(equals(name, measured, value, 0))
+            checks.append(equals(name, measured, count, 0))
     if key:
         checks.append(equals(name, "duplicate_keys", rows - got["distinct_keys"], 0))
     return checks
@@ -141,12 +141,13 @@ def write_checked(
     outputs: Sequence[tuple[TableContract, DataFrame]],
     run_date: dt.date,
     extra_checks: Sequence[Check] = (),
+    extra_writes: Sequence[tuple[TableContract, DataFrame, Mapping[str, str]]] = (),
 ) -> dict[str, float]:
     """Check each output against its contract, then write them all, with their checks.
 
-    Nothing is written if a check fails (the error names it). The tables' partitions and
-    their ``ops.quality_checks`` slices are written together (``storage.write_partitions``).
-    Returns the row count of each table.
+    Nothing is written if a check fails (the error names it). The tables' partitions, their
+    ``ops.quality_checks`` slices and ``extra_writes`` (table, frame, scope) are written
+    together (``storage.write_partitions``). Returns the row count of each table.
     """
     cached = [(table, df.cache()) for table, df in outputs]
     checks: list[Check] = list(extra_checks)
@@ -156,7 +157,10 @@ def write_checked(
         checks += contract_checks(df, table, yesterday_rows, settings.quality)
     raise_on_failure(checks)
     checked_tables = sorted({c.table for c in checks})
-    writes = [(table, df, {}) for table, df in cached] + [
+    writes: list[tuple[TableContract, DataFrame, Mapping[str, str]]] = [
+        (table, df, {}) for table, df in cached
+    ]
+    writes += [
         (
             QUALITY_CHECKS,
             checks_frame(spark, [c for c in checks if c.table == name], run_date),
@@ -164,6 +168,7 @@ def write_checked(
         )
         for name in checked_tables
     ]
+    writes += extra_writes
     write_partitions(spark, settings, writes, run_date)
     for _, df in cached:
         df.unpersist()

@@ -14,9 +14,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
+from recsys_lib.aggregates import aggregate_day
 from recsys_lib.cleaning import clean_day
 from recsys_lib.config import Settings
+from recsys_lib.features import features_day
 from recsys_lib.ingest import ingest_events
+from recsys_lib.items import items_day
 from recsys_lib.models.als import train_als
 from recsys_lib.recommend import recommend_day
 from recsys_lib.storage import create_missing_tables, write_partition
@@ -29,11 +32,15 @@ StageFunction = Callable[[SparkSession, Settings, dt.date], dict[str, float]]
 STAGES: dict[str, StageFunction] = {
     "ingest": ingest_events,
     "clean": clean_day,
+    "aggregate": aggregate_day,
+    "items": items_day,
+    "features": features_day,
     "train_als": train_als,
     "recommend": recommend_day,
 }
-NIGHTLY = tuple(STAGES)
-HISTORY_STAGES = ("ingest", "clean")
+NIGHTLY = C.NIGHTLY_STAGES
+HISTORY_STAGES = C.HISTORY_STAGES
+assert set(NIGHTLY) == set(STAGES), "constants.NIGHTLY_STAGES must list every stage"
 
 
 def run_stage(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
@@ -12,7 +13,49 @@ from recsys_lib.config import Settings
 from recsys_lib.models.als import STAGE as ALS_STAGE
 from recsys_lib.spark import get_spark
 from recsys_lib.storage import read_table, register_tables, table_path
-from recsys_lib.tables import ALL_TABLES, STAGE_RUNS, USER_RECOMMENDATIONS
+from recsys_lib.tables import (
+    ALL_TABLES,
+    CLEAN_ITEMS,
+    MODEL_EVALUATION,
+    STAGE_RUNS,
+    USER_PORTRAIT,
+    USER_RECOMMENDATIONS,
+)
+
+
+def _counts(frame: DataFrame, column: str) -> str:
+    rows = frame.groupBy(column).count().orderBy(F.desc("count"), column).collect()
+    return ", ".join(f"{r[0]}={r[1]}" for r in rows)
+
+
+def portraits_and_items(spark: SparkSession, settings: Settings, run_date: dt.date) -> list[str]:
+    """Lines on the day's portraits (segments, lifecycle) and category completion."""
+    portraits = read_table(spark, settings, USER_PORTRAIT).filter(F.col(C.DT) == run_date)
+    items = read_table(spark, settings, CLEAN_ITEMS).filter(F.col(C.DT) == run_date)
+    accuracy = {
+        (r[C.VARIANT], r[C.K]): r[C.VALUE]
+        for r in read_table(spark, settings, MODEL_EVALUATION)
+        .filter((F.col(C.DT) == run_date) & (F.col(C.MODEL) == "category_completion"))
+        .collect()
+    }
+    lines = [
+        "",
+        f"user portraits: {portraits.count()} users",
+        f"  RFM segments: {_counts(portraits, C.RFM_SEGMENT)}",
+        f"  lifecycle: {_counts(portraits, C.LIFECYCLE_STAGE)}",
+        f"items: {items.count()}, category source: "
+        + _counts(items.fillna({C.CATEGORY_SOURCE: "none"}), C.CATEGORY_SOURCE),
+    ]
+    if accuracy:
+        lines.append(
+            "  category completion on held-out items: top-1 "
+            f"{accuracy.get(('lightgbm', 1), float('nan')):.3f} "
+            f"(most frequent {accuracy.get(('most_frequent', 1), float('nan')):.3f}), top-3 "
+            f"{accuracy.get(('lightgbm', 3), float('nan')):.3f}"
+        )
+    else:
+        lines.append("  category completion: no model this day (see the items stage log)")
+    return lines
 
 
 def summary(settings: Settings, run_date: dt.date, sample_users: int = 3) -> str:
@@ -28,7 +71,7 @@ def summary(settings: Settings, run_date: dt.date, sample_users: int = 3) -> str
         ).first()
         assert counts is not None
         lines.append(
-            f"  {table.name:<28} {counts['day'] or 0:>9} / {counts['all']:>9}   "
+            f"  {table.name:<27} {counts['day'] or 0:>9} / {counts['all']:>9}   "
             f"{table_path(settings, table)}"
         )
     recs = read_table(spark, settings, USER_RECOMMENDATIONS).filter(F.col(C.DT) == run_date)
@@ -44,6 +87,7 @@ def summary(settings: Settings, run_date: dt.date, sample_users: int = 3) -> str
         lines.append(f"  {user[:12]}… [{source[0] if source else '?'}] {items}")
     by_source = recs.groupBy(C.SOURCE).count().orderBy(C.SOURCE).collect()
     lines.append("  rows by source: " + ", ".join(f"{r[0]}={r[1]}" for r in by_source))
+    lines += portraits_and_items(spark, settings, run_date)
     try:
         run = tracking.latest_run(settings, ALS_STAGE, run_date)
         lines += [

@@ -5,6 +5,7 @@ docs/tables.md is generated from this module (``recsys docs-tables``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from pyspark.sql import types as T
@@ -87,7 +88,7 @@ RAW_ITEMS = TableContract(
 )
 
 _SHARE = (0.0, 1.0)
-_COUNT = (0.0, float(2**62))
+_COUNT = (0.0, math.inf)
 
 CLEAN_ITEMS = TableContract(
     name="clean.items",
@@ -194,7 +195,7 @@ def _windowed(name: str, days: tuple[int, ...], what: str) -> tuple[Column, ...]
         Column(
             f"{name}_{n}d",
             T.LongType(),
-            f"{what} in the {n} days ending on dt",
+            f"{what} on dt" if n == 1 else f"{what} in the {n} days ending on dt",
             False,
             value_range=_COUNT,
         )

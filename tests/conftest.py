@@ -14,6 +14,7 @@ from recsys_lib.config import Settings, load_settings
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 RR_SAMPLE = SHARED_DATA / "retailrocket" / "events_sample_5000_visitors.csv.gz"
+RR_TREE = SHARED_DATA / "retailrocket" / "category_tree.csv.gz"
 TEST_KEY = "test-pseudonym-key"
 
 

@@ -13,19 +13,88 @@ from recsys_lib.storage import read_table
 from recsys_lib.tables import (
     CLEAN_EVENTS,
     CLEAN_EVENTS_REJECTED,
+    CLEAN_ITEMS,
+    ITEM_DAILY,
+    ITEM_FEATURES,
+    MODEL_EVALUATION,
     QUALITY_CHECKS,
     RAW_EVENTS,
+    RAW_ITEMS,
+    USER_DAILY,
+    USER_ITEM_DAILY,
+    USER_PORTRAIT,
     USER_RECOMMENDATIONS,
 )
 
-OUTPUT_TABLES = (CLEAN_EVENTS, CLEAN_EVENTS_REJECTED, USER_RECOMMENDATIONS)
+OUTPUT_TABLES = (
+    CLEAN_EVENTS,
+    CLEAN_EVENTS_REJECTED,
+    CLEAN_ITEMS,
+    USER_DAILY,
+    USER_ITEM_DAILY,
+    ITEM_DAILY,
+    USER_PORTRAIT,
+    ITEM_FEATURES,
+    MODEL_EVALUATION,
+    USER_RECOMMENDATIONS,
+)
+USER_TABLES = (
+    CLEAN_EVENTS,
+    CLEAN_EVENTS_REJECTED,
+    USER_DAILY,
+    USER_ITEM_DAILY,
+    USER_PORTRAIT,
+    USER_RECOMMENDATIONS,
+)
+
+
+def _comparable(value: object) -> object:
+    """Floats to 12 significant digits (Spark may sum in another order on a rerun); nested
+    rows, lists and maps likewise."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, list | tuple):
+        return tuple(_comparable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _comparable(v)) for k, v in value.items()))
+    return value
 
 
 def snapshot(spark: SparkSession, settings: Settings) -> dict[str, list[tuple]]:
-    """Sorted rows of every clean/recs table, and raw.events without its ingest time."""
+    """Sorted rows of every clean/features/recs table, and the raw tables without their
+    ingest time."""
     tables: dict[str, DataFrame] = {t.name: read_table(spark, settings, t) for t in OUTPUT_TABLES}
-    tables[RAW_EVENTS.name] = read_table(spark, settings, RAW_EVENTS).drop(C.INGESTED_AT)
-    return {name: sorted((tuple(r) for r in df.collect()), key=repr) for name, df in tables.items()}
+    for raw in (RAW_EVENTS, RAW_ITEMS):
+        tables[raw.name] = read_table(spark, settings, raw).drop(C.INGESTED_AT)
+    return {
+        name: sorted((_comparable(tuple(r)) for r in df.collect()), key=repr)  # type: ignore[misc]
+        for name, df in tables.items()
+    }
+
+
+def assert_features_filled(spark: SparkSession, settings: Settings, day: dt.date) -> None:
+    """Every feature table has the day; portraits cover exactly the users of the 90 days;
+    item features cover exactly clean.items; every check of the day passed."""
+
+    def rows(table) -> DataFrame:
+        return read_table(spark, settings, table).filter(F.col(C.DT) == day)
+
+    for table in (CLEAN_ITEMS, USER_DAILY, USER_ITEM_DAILY, ITEM_DAILY):
+        assert rows(table).count() > 0, table.name
+    window_users = (
+        read_table(spark, settings, USER_DAILY)
+        .filter(F.col(C.DT).between(day - dt.timedelta(days=89), day))
+        .select(C.USER_ID)
+        .distinct()
+    )
+    portraits = rows(USER_PORTRAIT)
+    assert portraits.count() == window_users.count() > 0
+    assert portraits.join(window_users, C.USER_ID, "left_anti").count() == 0
+    assert rows(ITEM_FEATURES).count() == rows(CLEAN_ITEMS).count()
+    failed = rows(QUALITY_CHECKS).filter(~F.col(C.PASSED)).count()
+    assert failed == 0
+    checked = {r[0] for r in rows(QUALITY_CHECKS).select(C.TABLE_NAME).distinct().collect()}
+    assert {t.name for t in (CLEAN_ITEMS, USER_PORTRAIT, ITEM_FEATURES, USER_DAILY)} <= checked
 
 
 def assert_reconciled(spark: SparkSession, settings: Settings, day: dt.date) -> dict[str, float]:
@@ -72,7 +141,7 @@ def assert_no_raw_user_ids(spark: SparkSession, settings: Settings) -> None:
         .distinct()
     )
     assert raw_ids.count() > 0
-    for table in OUTPUT_TABLES:
+    for table in USER_TABLES:
         frame = read_table(spark, settings, table)
         ids = frame.select(C.USER_ID).filter(F.col(C.USER_ID).isNotNull())
         assert ids.filter(~F.col(C.USER_ID).rlike("^[0-9a-f]{64}$")).count() == 0, table.name

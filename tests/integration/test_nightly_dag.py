@@ -1,4 +1,5 @@
-"""The real DAG through `airflow dags test` on a generated shop: two days, then a rerun."""
+"""The real DAG through `airflow dags test` on a generated shop: history and one nightly run
+in-process, the next night through Airflow, then a rerun that must change nothing."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ import os
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
+from recsys_lib import constants as C
 from recsys_lib.cli import airflow_dags_test, days, run_days
 from recsys_lib.generator import generate_shop
+from recsys_lib.stages import HISTORY_STAGES, NIGHTLY
+from recsys_lib.storage import read_table
+from recsys_lib.tables import CLEAN_ITEMS, MODEL_EVALUATION
 from tests.conftest import REPO, TEST_KEY, make_settings
 from tests.integration.helpers import (
+    assert_features_filled,
     assert_no_raw_user_ids,
     assert_recommendations_sound,
     assert_reconciled,
@@ -47,23 +54,34 @@ def project(tmp_path_factory: pytest.TempPathFactory):
         os.environ.update(saved)
 
 
-def test_two_nightly_runs_then_a_rerun_change_nothing(spark, project) -> None:
+def test_a_nightly_run_through_airflow_then_a_rerun_change_nothing(spark, project) -> None:
     settings, shop = project
     day1 = shop.last_day - dt.timedelta(days=1)
     day2 = shop.last_day
-    run_days(settings, ["ingest", "clean"], days(shop.first_day, day1 - dt.timedelta(days=1)))
+    run_days(settings, HISTORY_STAGES, days(shop.first_day, day1 - dt.timedelta(days=1)))
+    run_days(settings, NIGHTLY, [day1])
 
-    airflow_dags_test(settings, day1)
     airflow_dags_test(settings, day2)
     for day in (day1, day2):
         checks = assert_reconciled(spark, settings, day)
         assert checks["rejected_rows"] > 0 and checks["duplicate_rows"] > 0  # generator's dirt
+        assert_features_filled(spark, settings, day)
         recs = assert_recommendations_sound(spark, settings, day, settings.recommend.top_k)
         assert recs.filter("source = 'als'").count() > 0
     assert_no_raw_user_ids(spark, settings)
+    items = read_table(spark, settings, CLEAN_ITEMS).filter(F.col(C.DT) == day2)
+    predicted = items.filter(F.col(C.CATEGORY_SOURCE) == C.SOURCE_PREDICTED).count()
+    assert predicted > 0  # the generator hides 10 % of the categories
+    accuracy = {
+        (r[C.VARIANT], r[C.K]): r[C.VALUE]
+        for r in read_table(spark, settings, MODEL_EVALUATION)
+        .filter((F.col(C.DT) == day2) & (F.col(C.METRIC) == "accuracy"))
+        .collect()
+    }
+    assert accuracy[("lightgbm", 1)] > accuracy[("most_frequent", 1)]
     before = snapshot(spark, settings)
 
-    airflow_dags_test(settings, day1)
+    run_days(settings, NIGHTLY, [day2])
     after = snapshot(spark, settings)
     for table, rows in before.items():
         assert after[table] == rows, f"{table} changed on rerun"

@@ -8,8 +8,9 @@ import pytest
 
 from recsys_lib.cli import days, run_days
 from recsys_lib.stages import NIGHTLY
-from tests.conftest import RR_SAMPLE, make_settings
+from tests.conftest import RR_SAMPLE, RR_TREE, make_settings
 from tests.integration.helpers import (
+    assert_features_filled,
     assert_no_raw_user_ids,
     assert_recommendations_sound,
     assert_reconciled,
@@ -24,7 +25,13 @@ FIRST, LAST = dt.date(2015, 7, 9), dt.date(2015, 7, 11)
 def test_three_real_days_then_a_rerun(spark, tmp_path) -> None:
     if not RR_SAMPLE.is_file():
         pytest.fail(f"the real sample is missing: {RR_SAMPLE} (../shared must sit beside the repo)")
-    settings = make_settings(tmp_path, INPUT__EVENTS_PATH=str(RR_SAMPLE))
+    # The sample has no item properties: items are known from events only, on the real tree.
+    settings = make_settings(
+        tmp_path,
+        INPUT__EVENTS_PATH=str(RR_SAMPLE),
+        INPUT__ITEM_PROPERTIES_PATH="",
+        INPUT__CATEGORY_TREE_PATH=str(RR_TREE),
+    )
     run_days(settings, list(NIGHTLY), days(FIRST, LAST))
     duplicates = 0
     for day in days(FIRST, LAST):
@@ -32,6 +39,7 @@ def test_three_real_days_then_a_rerun(spark, tmp_path) -> None:
         duplicates += checks["duplicate_rows"]
         assert checks["rejected_rows"] == 0  # the real rows are well formed
         assert_recommendations_sound(spark, settings, day, settings.recommend.top_k)
+        assert_features_filled(spark, settings, day)
     assert duplicates == 1  # the sample's exact duplicate of 2015-07-10
     assert_no_raw_user_ids(spark, settings)
     before = snapshot(spark, settings)
