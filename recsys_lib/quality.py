@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -13,7 +13,7 @@ from pyspark.sql import types as T
 
 from recsys_lib import constants as C
 from recsys_lib.config import QualitySettings, Settings
-from recsys_lib.storage import read_partition, write_partitions
+from recsys_lib.storage import Scope, read_partition, write_partitions
 from recsys_lib.tables import QUALITY_CHECKS, TableContract
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def write_checked(
     outputs: Sequence[tuple[TableContract, DataFrame]],
     run_date: dt.date,
     extra_checks: Sequence[Check] = (),
-    extra_writes: Sequence[tuple[TableContract, DataFrame, Mapping[str, str]]] = (),
+    extra_writes: Sequence[tuple[TableContract, DataFrame, Scope]] = (),
 ) -> dict[str, float]:
     """Check each output against its contract, then write them all, with their checks.
 
@@ -156,18 +156,11 @@ def write_checked(
         yesterday_rows = read_partition(spark, settings, table, yesterday).count()
         checks += contract_checks(df, table, yesterday_rows, settings.quality)
     raise_on_failure(checks)
-    checked_tables = sorted({c.table for c in checks})
-    writes: list[tuple[TableContract, DataFrame, Mapping[str, str]]] = [
-        (table, df, {}) for table, df in cached
-    ]
-    writes += [
-        (
-            QUALITY_CHECKS,
-            checks_frame(spark, [c for c in checks if c.table == name], run_date),
-            {C.TABLE_NAME: name},
-        )
-        for name in checked_tables
-    ]
+    checked_tables = tuple(sorted({c.table for c in checks}))
+    writes: list[tuple[TableContract, DataFrame, Scope]] = [(table, df, {}) for table, df in cached]
+    writes.append(
+        (QUALITY_CHECKS, checks_frame(spark, checks, run_date), {C.TABLE_NAME: checked_tables})
+    )
     writes += extra_writes
     write_partitions(spark, settings, writes, run_date)
     for _, df in cached:

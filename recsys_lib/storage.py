@@ -82,9 +82,14 @@ def conform(df: DataFrame, table: TableContract) -> DataFrame:
     return df.select([F.col(c.name).cast(c.dtype).alias(c.name) for c in table.columns])
 
 
-def _slice_predicate(run_date: dt.date, scope: Mapping[str, str]) -> str:
+Scope = Mapping[str, str | tuple[str, ...]]
+
+
+def _slice_predicate(run_date: dt.date, scope: Scope) -> str:
     terms = [f"{C.DT} = DATE'{run_date.isoformat()}'"]
-    terms += [f"{column} = '{value}'" for column, value in sorted(scope.items())]
+    for column, value in sorted(scope.items()):
+        values = (value,) if isinstance(value, str) else value
+        terms.append(f"{column} IN ({', '.join(repr(v) for v in values)})")
     return " AND ".join(terms)
 
 
@@ -93,10 +98,11 @@ def write_partition(
     settings: Settings,
     table: TableContract,
     run_date: dt.date,
-    scope: Mapping[str, str] | None = None,
+    scope: Scope | None = None,
 ) -> None:
-    """Replace the slice ``dt = run_date`` (and ``column = value`` for each ``scope`` item,
-    for tables that several stages share) of ``table`` with ``df`` in one Delta commit."""
+    """Replace the slice ``dt = run_date`` (and ``column = value``, or ``column IN values``
+    for a tuple, for each ``scope`` item: tables that several stages share) of ``table``
+    with ``df`` in one Delta commit."""
     scope = scope or {}
     rows = conform(df, table)
     # Delta checks that every written row matches replaceWhere and fails the commit if not.
@@ -111,7 +117,7 @@ def write_partition(
 def write_partitions(
     spark: SparkSession,
     settings: Settings,
-    writes: Sequence[tuple[TableContract, DataFrame, Mapping[str, str]]],
+    writes: Sequence[tuple[TableContract, DataFrame, Scope]],
     run_date: dt.date,
 ) -> None:
     """Write several tables' ``dt`` partitions; on failure restore those already written.

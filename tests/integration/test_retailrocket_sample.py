@@ -1,4 +1,5 @@
-"""The pipeline on three days of the real RetailRocket sample (a day with a real duplicate)."""
+"""The pipeline on three days of the real RetailRocket sample (a day with a real duplicate):
+the history stages for the first, two nights, then the first night again."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import datetime as dt
 import pytest
 
 from recsys_lib.cli import days, run_days
-from recsys_lib.stages import NIGHTLY
+from recsys_lib.stages import HISTORY_STAGES, NIGHTLY
 from tests.conftest import RR_SAMPLE, RR_TREE, make_settings
 from tests.integration.helpers import (
     assert_features_filled,
@@ -32,16 +33,19 @@ def test_three_real_days_then_a_rerun(spark, tmp_path) -> None:
         INPUT__ITEM_PROPERTIES_PATH="",
         INPUT__CATEGORY_TREE_PATH=str(RR_TREE),
     )
-    run_days(settings, list(NIGHTLY), days(FIRST, LAST))
+    run_days(settings, HISTORY_STAGES, [FIRST])
+    nights = days(FIRST + dt.timedelta(days=1), LAST)
+    run_days(settings, NIGHTLY, nights)
     duplicates = 0
     for day in days(FIRST, LAST):
         checks = assert_reconciled(spark, settings, day)
         duplicates += checks["duplicate_rows"]
         assert checks["rejected_rows"] == 0  # the real rows are well formed
+    for day in nights:
         assert_recommendations_sound(spark, settings, day, settings.recommend.top_k)
         assert_features_filled(spark, settings, day)
     assert duplicates == 1  # the sample's exact duplicate of 2015-07-10
     assert_no_raw_user_ids(spark, settings)
     before = snapshot(spark, settings)
-    run_days(settings, list(NIGHTLY), [FIRST])
+    run_days(settings, NIGHTLY, nights[:1])  # an earlier night again, after a later one
     assert snapshot(spark, settings) == before
