@@ -41,6 +41,7 @@ test-fast: setup
 # Prints figures, asserts nothing; results go to docs/benchmarks.md with the machine.
 bench: setup
 	$(BIN)/python bench/nightly.py --scale 1.0 --work bench_work
+	$(BIN)/python bench/categories.py --shop --scale 1.0
 
 lint: setup
 	$(BIN)/ruff check recsys_lib jobs dags tests

@@ -13,7 +13,6 @@ is small (the real one has 1,669 rows) and is read with pandas on the driver.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -22,9 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys_lib import constants as C
-from recsys_lib.io.retailrocket import InputError, event_date
-
-log = logging.getLogger(__name__)
+from recsys_lib.io.retailrocket import InputError, rows_on_day
 
 ITEM_PROPERTIES_SCHEMA = T.StructType(
     [T.StructField(c, T.StringType()) for c in C.RR_ITEM_PROPERTY_COLUMNS]
@@ -77,15 +74,7 @@ def read_item_properties(spark: SparkSession, path: str, run_date: dt.date) -> D
         .csv([str(f) for f in files])
         .withColumn(C.SOURCE_FILE, F.col("_metadata.file_path"))
     )
-    day = event_date(F.col(C.RR_TIMESTAMP))
-    unattributable = everything.filter(day.isNull()).count()
-    if unattributable:
-        log.warning(
-            "%s: %d item property rows have no parseable timestamp and belong to no run date",
-            path,
-            unattributable,
-        )
-    return everything.filter(day == F.lit(run_date))
+    return rows_on_day(everything, run_date, f"{path}: item property rows")
 
 
 def read_category_tree(path: str) -> pd.DataFrame:
