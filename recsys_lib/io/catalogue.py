@@ -74,7 +74,7 @@ def read_item_properties(spark: SparkSession, path: str, run_date: dt.date) -> D
         .csv([str(f) for f in files])
         .withColumn(C.SOURCE_FILE, F.col("_metadata.file_path"))
     )
-    return rows_on_day(everything, run_date, f"{path}: item property rows")
+    return rows_on_day(everything, run_date, Path(path), "item property rows")
 
 
 def read_category_tree(path: str) -> pd.DataFrame:

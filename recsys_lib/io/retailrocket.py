@@ -65,14 +65,17 @@ def _read_csv(spark: SparkSession, path: Path) -> DataFrame:
     )
 
 
-def rows_on_day(rows: DataFrame, run_date: dt.date, what: str) -> DataFrame:
+def rows_on_day(rows: DataFrame, run_date: dt.date, source: Path, what: str) -> DataFrame:
     """The ``rows`` whose ``timestamp`` falls on ``run_date`` (UTC). Rows whose timestamp does
     not parse belong to no day: their count is logged as a warning on every run."""
     day = event_date(F.col(C.RR_TIMESTAMP))
     unattributable = rows.filter(day.isNull()).count()
     if unattributable:
         log.warning(
-            "%s: %d have no parseable timestamp and belong to no run date", what, unattributable
+            "%s: %d %s have no parseable timestamp and belong to no run date",
+            source,
+            unattributable,
+            what,
         )
     return rows.filter(day == F.lit(run_date))
 
@@ -84,7 +87,7 @@ def read_retailrocket_events(spark: SparkSession, events_path: str, run_date: dt
     if path.is_dir():
         rows = _read_csv(spark, daily_file(path, run_date))
     elif path.is_file():
-        rows = rows_on_day(_read_csv(spark, path), run_date, f"{path}: rows")
+        rows = rows_on_day(_read_csv(spark, path), run_date, path, "rows")
     else:
         raise InputError(f"no input for {run_date}: {path} does not exist")
     if rows.limit(1).count() == 0:

@@ -170,7 +170,7 @@ def test_a_file_is_sliced_to_the_utc_day(spark, tmp_path: Path, caplog) -> None:
             "garbage,5,790,n3.000",
         ],
     )
-    with caplog.at_level(logging.WARNING, logger="recsys_lib.io.catalogue"):
+    with caplog.at_level(logging.WARNING, logger="recsys_lib.io.retailrocket"):
         frame = read_item_properties(spark, str(f), DAY)
     assert frame.columns == [*C.RR_ITEM_PROPERTY_COLUMNS, C.SOURCE_FILE]
     rows = frame.collect()
