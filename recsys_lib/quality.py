@@ -57,9 +57,11 @@ def checks_frame(spark: SparkSession, checks: Sequence[Check], run_date: dt.date
 
 
 def raise_on_failure(checks: Sequence[Check]) -> None:
-    """Log every check; raise naming each failed check and its value."""
+    """Log the checks (each one at DEBUG, a count per table and every failure above that);
+    raise naming each failed check and its value."""
     for c in checks:
-        log.info(
+        log.log(
+            logging.DEBUG if c.passed else logging.ERROR,
             "check %s.%s = %s (threshold %s): %s",
             c.table,
             c.name,
@@ -67,6 +69,9 @@ def raise_on_failure(checks: Sequence[Check]) -> None:
             c.threshold,
             "ok" if c.passed else "FAILED",
         )
+    for table in sorted({c.table for c in checks}):
+        mine = [c for c in checks if c.table == table]
+        log.info("%s: %d of %d checks passed", table, sum(c.passed for c in mine), len(mine))
     failed = [c for c in checks if not c.passed]
     if failed:
         described = "; ".join(
