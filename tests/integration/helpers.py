@@ -11,6 +11,7 @@ from recsys_lib import constants as C
 from recsys_lib.config import Settings
 from recsys_lib.storage import read_table
 from recsys_lib.tables import (
+    ALL_TABLES,
     CLEAN_EVENTS,
     CLEAN_EVENTS_REJECTED,
     CLEAN_ITEMS,
@@ -26,26 +27,13 @@ from recsys_lib.tables import (
     USER_RECOMMENDATIONS,
 )
 
+# Every table a stage derives (raw tables are compared apart, without their ingest time).
 OUTPUT_TABLES = (
-    CLEAN_EVENTS,
-    CLEAN_EVENTS_REJECTED,
-    CLEAN_ITEMS,
-    USER_DAILY,
-    USER_ITEM_DAILY,
-    ITEM_DAILY,
-    USER_PORTRAIT,
-    ITEM_FEATURES,
+    *(t for t in ALL_TABLES if t.schema_name in {"clean", "features", "recs"}),
     MODEL_EVALUATION,
-    USER_RECOMMENDATIONS,
 )
-USER_TABLES = (
-    CLEAN_EVENTS,
-    CLEAN_EVENTS_REJECTED,
-    USER_DAILY,
-    USER_ITEM_DAILY,
-    USER_PORTRAIT,
-    USER_RECOMMENDATIONS,
-)
+# Tables holding user ids, which must all be pseudonyms.
+USER_TABLES = tuple(t for t in OUTPUT_TABLES if C.USER_ID in t.column_names)
 
 
 def _comparable(value: object) -> object:
