@@ -20,7 +20,7 @@ from recsys_lib import quality
 from recsys_lib.catalogue import CATEGORIES_SCHEMA, categories_frame, item_snapshot
 from recsys_lib.config import Settings
 from recsys_lib.io.catalogue import read_category_tree
-from recsys_lib.models.categories import complete_categories
+from recsys_lib.models.categories import MODEL_NAME, complete_categories
 from recsys_lib.storage import read_table, read_window, table_version
 from recsys_lib.tables import (
     CLEAN_ITEMS,
@@ -31,8 +31,6 @@ from recsys_lib.tables import (
 )
 
 log = logging.getLogger(__name__)
-
-COMPLETION_MODEL = "category_completion"
 
 
 def categories(spark: SparkSession, settings: Settings) -> DataFrame:
@@ -58,7 +56,7 @@ def evaluation_frame(
 ) -> DataFrame:
     """``ops.model_evaluation`` rows of the completion model (none if it did not train)."""
     return spark.createDataFrame(
-        [(run_date, COMPLETION_MODEL, v, m, k, float(x)) for v, m, k, x in rows],
+        [(run_date, MODEL_NAME, v, m, k, float(x)) for v, m, k, x in rows],
         MODEL_EVALUATION.schema,
     )
 
@@ -93,7 +91,7 @@ def items_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dic
             (
                 MODEL_EVALUATION,
                 evaluation_frame(spark, result.evaluation, run_date),
-                {C.MODEL: COMPLETION_MODEL},
+                {C.MODEL: MODEL_NAME},
             )
         ],
     )

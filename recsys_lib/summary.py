@@ -11,6 +11,7 @@ from recsys_lib import constants as C
 from recsys_lib import tracking
 from recsys_lib.config import Settings
 from recsys_lib.models.als import STAGE as ALS_STAGE
+from recsys_lib.models.categories import MODEL_NAME as COMPLETION_MODEL
 from recsys_lib.spark import get_spark
 from recsys_lib.storage import read_table, register_tables, table_path
 from recsys_lib.tables import (
@@ -35,7 +36,7 @@ def portraits_and_items(spark: SparkSession, settings: Settings, run_date: dt.da
     accuracy = {
         (r[C.VARIANT], r[C.K]): r[C.VALUE]
         for r in read_table(spark, settings, MODEL_EVALUATION)
-        .filter((F.col(C.DT) == run_date) & (F.col(C.MODEL) == "category_completion"))
+        .filter((F.col(C.DT) == run_date) & (F.col(C.MODEL) == COMPLETION_MODEL))
         .collect()
     }
     lines = [
