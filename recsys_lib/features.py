@@ -15,15 +15,7 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib import quality
 from recsys_lib.config import FeatureSettings, Settings
-from recsys_lib.portraits import (
-    AGE,
-    PORTRAIT_DAYS,
-    event_weight,
-    smoothed_rate,
-    user_portraits,
-    windowed_sum,
-    with_age,
-)
+from recsys_lib.portraits import PORTRAIT_DAYS, user_portraits
 from recsys_lib.storage import read_partition, read_window
 from recsys_lib.tables import (
     CLEAN_ITEMS,
@@ -33,6 +25,7 @@ from recsys_lib.tables import (
     USER_ITEM_DAILY,
     USER_PORTRAIT,
 )
+from recsys_lib.windows import AGE, event_weight, smoothed_rate, windowed_sum, with_age
 
 ITEM_DAYS = 30
 ITEM_WINDOWS = (1, 7, 30)

@@ -53,7 +53,7 @@ from pyspark.sql import types as T
 
 from recsys_lib import constants as C
 from recsys_lib.config import CompletionSettings, Settings
-from recsys_lib.portraits import event_weight
+from recsys_lib.windows import event_weight
 
 if TYPE_CHECKING:
     import lightgbm as lgb

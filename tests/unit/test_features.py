@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib import portraits as P
+from recsys_lib import windows as W
 from recsys_lib.aggregates import item_daily, user_daily, user_item_daily
 from recsys_lib.features import item_features, price_percentiles
 from recsys_lib.tables import ITEM_DAILY, USER_DAILY, USER_ITEM_DAILY
@@ -192,11 +193,11 @@ def test_affinity_decays_and_price_band_and_push_hour(spark: Any, features: Any)
 
 def test_smoothed_rate_and_decay_formulas(spark: Any) -> None:
     row = (
-        spark.createDataFrame([(2, 10, 14)], f"c long, v long, {P.AGE} int")
+        spark.createDataFrame([(2, 10, 14)], f"c long, v long, {W.AGE} int")
         .select(
-            P.smoothed_rate(F.col("c"), F.col("v"), F.lit(0.1), 20).alias("rate"),
-            P.smoothed_rate(F.col("v"), F.col("c"), F.lit(0.1), 20).alias("capped"),
-            P.decay(14).alias("half"),
+            W.smoothed_rate(F.col("c"), F.col("v"), F.lit(0.1), 20).alias("rate"),
+            W.smoothed_rate(F.col("v"), F.col("c"), F.lit(0.1), 20).alias("capped"),
+            W.decay(14).alias("half"),
         )
         .first()
     )
