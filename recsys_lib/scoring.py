@@ -1,7 +1,8 @@
-"""Distributed top-k scoring of users against broadcast item factors.
+"""Top-k kernels over broadcast ALS item factors: users to items, items to items.
 
 Kept apart from the stage modules on purpose: Spark's Python workers import this module to
-run :func:`score_als`, so it imports only numpy and pandas (not MLflow or implicit).
+run :func:`score_als` and :func:`top_k_similar` (``recsys_lib.similar``), so it imports only
+numpy, pandas and pyspark types (not MLflow or implicit).
 """
 
 from __future__ import annotations
@@ -90,3 +91,75 @@ def score_als(users: DataFrame, model: AlsModel, k: int, batch_rows: int = 1024)
                 )
 
     return users.mapInPandas(score, SCORED_SCHEMA)
+
+
+def normalise_rows(factors: np.ndarray) -> np.ndarray:
+    """Rows of ``factors`` scaled to unit L2 norm, as float32; an all-zero row stays zero.
+
+    The dot product of two normalised rows is their cosine similarity.
+    """
+    values = np.asarray(factors, dtype=np.float64)
+    norms = np.linalg.norm(values, axis=1, keepdims=True)
+    return np.divide(values, norms, out=np.zeros_like(values), where=norms > 0).astype(np.float32)
+
+
+def top_k_similar(
+    rows: np.ndarray, normed: np.ndarray, item_ids: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` nearest items by cosine of each item at positions ``rows`` of ``normed``.
+
+    ``normed`` holds L2-normalised item factors (:func:`normalise_rows`), row ``j`` being
+    item ``item_ids[j]``. Scores are ``normed[rows] @ normed.T``, a ``len(rows) x n_items``
+    block: the memory of one call. An item is never its own neighbour; ties are broken by
+    the smaller item id. A zero factor row has no direction, so its cosine is undefined: such
+    an item gets no neighbours and is nobody's neighbour. An item with fewer than ``k``
+    candidates gets fewer rows.
+
+    Returns flat arrays, best first within each item: (position of the item, rank from 1,
+    position of the neighbour, cosine clipped to [-1, 1]).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    defined = np.asarray(normed.any(axis=1), dtype=bool)
+    scores = normed[rows] @ normed.T
+    if not defined.all():
+        scores[:, ~defined] = -np.inf
+    scores[np.arange(len(rows)), rows] = -np.inf
+    queries, ranks, neighbours, values = [], [], [], []
+    for r, row in enumerate(rows):
+        if not defined[row]:
+            continue
+        chosen = _best_k(scores[r], item_ids, k)
+        queries.append(np.full(len(chosen), row, dtype=np.int64))
+        ranks.append(np.arange(1, len(chosen) + 1, dtype=np.int32))
+        neighbours.append(chosen)
+        values.append(scores[r, chosen])
+    if not queries:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, np.empty(0, np.int32), empty, np.empty(0, np.float64)
+    cosine = np.clip(np.concatenate(values).astype(np.float64), -1.0, 1.0)
+    return np.concatenate(queries), np.concatenate(ranks), np.concatenate(neighbours), cosine
+
+
+def _best_k(scores: np.ndarray, item_ids: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest finite ``scores``, best first, ties by smaller id.
+
+    Exact at the cut as well: of the items tied with the k-th score, the smallest ids get in
+    (``argpartition`` alone would pick among them arbitrarily). One row at a time, so the
+    temporaries are one row long.
+    """
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    kth = -np.inf
+    if k < len(scores):
+        negated = -scores
+        negated.partition(k - 1)
+        kth = -negated[k - 1]
+    if np.isfinite(kth):
+        above = np.flatnonzero(scores > kth)
+        tied = np.flatnonzero(scores == kth)
+        tied = tied[np.argsort(item_ids[tied], kind="stable")][: k - len(above)]
+        chosen = np.concatenate([above, tied])
+    else:  # k covers every finite score
+        chosen = np.flatnonzero(np.isfinite(scores))
+    return chosen[np.lexsort((item_ids[chosen], -scores[chosen]))]

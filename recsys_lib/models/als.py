@@ -1,10 +1,23 @@
-"""Stage ``train_als``: an ``implicit`` ALS model on a window of ``clean.events``, in MLflow.
+"""Stage ``train_als``: ALS on a window of ``clean.events``, in MLflow, and similar items.
 
 Confidence of a (user, item) pair is the sum of its events' weights over the window
-(``als.event_weights``), scaled by implicit's ``alpha``. Aggregation and id indexing run in
-Spark; the model is fitted on the driver (the explicit single-node step, rule 9). Its memory
-bound is estimated before anything is collected, and the stage refuses to run above
-``als.max_matrix_mb``.
+(``als.event_weights``), each halved every ``als.half_life_days`` of age, scaled by
+``alpha``. Two backends behind one interface (:func:`train_model`), chosen by
+``als.backend``; both return the same :class:`AlsModel` (ids sorted, factor rows aligned
+with them, float32):
+
+- ``implicit`` (default): aggregation and id indexing run in Spark, the model is fitted on
+  the driver (the explicit single-node step, rule 9), on the GPU if implicit has CUDA. Its
+  memory bound is estimated before anything is collected, and the stage refuses to run
+  above ``als.max_matrix_mb``.
+- ``spark``: Spark MLlib's ALS (``implicitPrefs``) on the executors; the interaction matrix
+  never reaches the driver, only the factors do (``model_mb``).
+
+The backends differ in two documented ways, so the same settings give similar, not equal,
+models: implicit's confidence is ``alpha * weight`` where MLlib's is ``1 + alpha * weight``,
+and MLlib scales ``regParam`` by each user's (item's) number of ratings.
+
+The stage then writes ``recs.similar_items`` (``recsys_lib.similar``) for the run date.
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +40,12 @@ from pyspark.sql import types as T
 
 import mlflow
 from recsys_lib import constants as C
-from recsys_lib import tracking
+from recsys_lib import quality, tracking
 from recsys_lib.config import AlsSettings, Settings
+from recsys_lib.similar import similar_items
 from recsys_lib.storage import read_window, table_version
-from recsys_lib.tables import CLEAN_EVENTS
+from recsys_lib.tables import CLEAN_EVENTS, SIMILAR_ITEMS
+from recsys_lib.windows import decay, with_age
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +55,10 @@ MODEL_FILE = "als_model.npz"
 USER_INDEX = "user_idx"
 ITEM_INDEX = "item_idx"
 WEIGHT = "weight"
+FEATURES = "features"  # MLlib's factor column
+# Weights are summed as integers in these units: exact, so the sum does not depend on the
+# order Spark adds the events in (rule 2), and finer than any weight that matters.
+WEIGHT_UNITS = 1_000_000
 
 
 class AlsMemoryError(MemoryError):
@@ -95,12 +115,23 @@ def event_weight(event_type: F.Column, weights: dict[str, float]) -> F.Column:
     return weight
 
 
-def interactions(events: DataFrame, weights: dict[str, float]) -> DataFrame:
-    """(user_id, item_id, weight): summed event weights per pair, pairs of weight 0 dropped."""
+def interactions(events: DataFrame, als: AlsSettings, run_date: dt.date) -> DataFrame:
+    """(user_id, item_id, weight): decayed event weights summed per pair, zero pairs dropped.
+
+    An event of type ``t`` on day ``dt`` weighs ``event_weights[t] * 0.5 ** (age /
+    half_life_days)`` with ``age = run_date - dt`` in days; ``half_life_days <= 0`` means no
+    decay. Types without a weight count 0. Sums are exact to ``1 / WEIGHT_UNITS``.
+    """
+    weight = event_weight(F.col(C.EVENT_TYPE), dict(als.event_weights))
+    if als.half_life_days > 0:
+        events = with_age(events, run_date)
+        weight = weight * decay(als.half_life_days)
+    units = F.sum(F.round(weight * F.lit(WEIGHT_UNITS)).cast("long"))
     return (
         events.groupBy(C.USER_ID, C.ITEM_ID)
-        .agg(F.sum(event_weight(F.col(C.EVENT_TYPE), weights)).alias(WEIGHT))
+        .agg(units.alias(WEIGHT))
         .filter(F.col(WEIGHT) > 0)
+        .select(C.USER_ID, C.ITEM_ID, (F.col(WEIGHT) / F.lit(float(WEIGHT_UNITS))).alias(WEIGHT))
     )
 
 
@@ -128,10 +159,17 @@ def memory_bound_mb(n_users: int, n_items: int, nnz: int, factors: int) -> float
 
 
 def fit(matrix: sp.csr_matrix, als: AlsSettings) -> tuple[np.ndarray, np.ndarray]:
-    """User and item factors of implicit's ALS on a user x item confidence matrix."""
+    """User and item factors (float32) of implicit's ALS on a user x item confidence matrix.
+
+    Runs on the GPU when implicit was built with CUDA and sees a device
+    (``implicit.gpu.HAS_CUDA``), on the CPU otherwise; only the CPU fit is bit-for-bit
+    reproducible.
+    """
+    import implicit.gpu
     from implicit.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
+    use_gpu = bool(implicit.gpu.HAS_CUDA)
     # implicit parallelises over users itself; a threaded BLAS underneath only oversubscribes.
     with threadpool_limits(limits=1, user_api="blas"):
         model = AlternatingLeastSquares(
@@ -141,11 +179,15 @@ def fit(matrix: sp.csr_matrix, als: AlsSettings) -> tuple[np.ndarray, np.ndarray
             iterations=als.iterations,
             num_threads=als.threads,
             random_state=als.seed,
+            use_gpu=use_gpu,
         )
         model.fit(matrix, show_progress=False)
-    if hasattr(model, "to_cpu"):
+    if use_gpu:
         model = model.to_cpu()
-    return np.asarray(model.user_factors), np.asarray(model.item_factors)
+    return (
+        np.ascontiguousarray(model.user_factors, dtype=np.float32),
+        np.ascontiguousarray(model.item_factors, dtype=np.float32),
+    )
 
 
 def build_matrix(
@@ -161,11 +203,14 @@ def build_matrix(
         "ALS matrix %d users x %d items, %d non-zeros: ~%.0f MiB", n_users, n_items, nnz, bound
     )
     if bound > als.max_matrix_mb:
+        users.unpersist()
+        items.unpersist()
         raise AlsMemoryError(
             f"the implicit ALS backend needs ~{bound:.0f} MiB for {n_users} users x {n_items} "
-            f"items ({nnz} non-zeros), above als.max_matrix_mb={als.max_matrix_mb}. Shorten "
-            "als.window_days, raise als.max_matrix_mb if the driver has the memory, or train "
-            "on a cluster with the Spark MLlib backend."
+            f"items ({nnz} non-zeros), above als.max_matrix_mb={als.max_matrix_mb}. Set "
+            "`als.backend: spark` (RECSYS__ALS__BACKEND=spark) to train with Spark MLlib on "
+            "the executors, shorten als.window_days, or raise als.max_matrix_mb if the driver "
+            "has the memory."
         )
     indexed = (
         pairs.join(users, C.USER_ID)
@@ -178,6 +223,8 @@ def build_matrix(
         shape=(n_users, n_items),
         dtype=np.float32,
     )
+    # The rows arrive in shuffle order; the solver's sums must not depend on it.
+    matrix.sort_indices()
     user_ids = users.orderBy(USER_INDEX).toPandas()[C.USER_ID].to_numpy().astype(str)
     item_ids = items.orderBy(ITEM_INDEX).toPandas()[C.ITEM_ID].to_numpy().astype(np.int64)
     users.unpersist()
@@ -185,33 +232,175 @@ def build_matrix(
     return matrix, user_ids, item_ids
 
 
+Figures = dict[str, float]
+
+
+def _shape_figures(n_users: int, n_items: int, nnz: int) -> Figures:
+    return {
+        "n_users": float(n_users),
+        "n_items": float(n_items),
+        "nnz": float(nnz),
+        "density": nnz / max(1, n_users * n_items),
+    }
+
+
+def _model_mb(model: AlsModel) -> float:
+    """Driver memory the model itself takes (factors and ids), in MiB."""
+    arrays = (model.user_ids, model.item_ids, model.user_factors, model.item_factors)
+    return sum(a.nbytes for a in arrays) / 2**20
+
+
+def train_implicit(
+    spark: SparkSession, pairs: DataFrame, als: AlsSettings
+) -> tuple[AlsModel, Figures]:
+    """Backend ``implicit``: collect the matrix (within ``als.max_matrix_mb``), fit on driver."""
+    started = time.perf_counter()
+    matrix, user_ids, item_ids = build_matrix(spark, pairs, als)
+    prepared = time.perf_counter()
+    user_factors, item_factors = fit(matrix, als)
+    fitted = time.perf_counter()
+    model = AlsModel(user_ids, item_ids, user_factors, item_factors)
+    n_users, n_items = matrix.shape
+    figures = {
+        "prepare_seconds": prepared - started,
+        "train_seconds": fitted - prepared,
+        **_shape_figures(n_users, n_items, matrix.nnz),
+        "memory_bound_mb": memory_bound_mb(n_users, n_items, matrix.nnz, als.factors),
+        "model_mb": _model_mb(model),
+    }
+    return model, figures
+
+
+def _collect_factors(
+    factors: DataFrame, index: DataFrame, id_column: str, index_column: str, rank: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ids in index (= sorted id) order and their MLlib factor rows, float32."""
+    columns = [f"f{i}" for i in range(rank)]
+    frame = (
+        index.join(factors.withColumnRenamed("id", index_column), index_column)
+        .select(
+            index_column,
+            id_column,
+            *[F.col(FEATURES)[i].alias(c) for i, c in enumerate(columns)],
+        )
+        .orderBy(index_column)
+        .toPandas()
+    )
+    return frame[id_column].to_numpy(), frame[columns].to_numpy(dtype=np.float32)
+
+
+def train_spark(
+    spark: SparkSession, pairs: DataFrame, als: AlsSettings
+) -> tuple[AlsModel, Figures]:
+    """Backend ``spark``: MLlib ALS on the executors; only the factors come to the driver."""
+    from pyspark.ml.recommendation import ALS
+
+    started = time.perf_counter()
+    users = dense_index(pairs, C.USER_ID, USER_INDEX).cache()
+    items = dense_index(pairs, C.ITEM_ID, ITEM_INDEX).cache()
+    ratings = (
+        pairs.join(users, C.USER_ID)
+        .join(items, C.ITEM_ID)
+        .select(USER_INDEX, ITEM_INDEX, F.col(WEIGHT).cast("float"))
+        .cache()
+    )
+    n_users, n_items, nnz = users.count(), items.count(), ratings.count()
+    log.info("MLlib ALS on %d users x %d items, %d non-zeros", n_users, n_items, nnz)
+    prepared = time.perf_counter()
+    # MLlib's default of 10 blocks ignores the cluster; the shuffle partitions are its size.
+    blocks = int(spark.conf.get("spark.sql.shuffle.partitions") or 10)
+    estimator = ALS(
+        rank=als.factors,
+        maxIter=als.iterations,
+        regParam=als.regularization,
+        alpha=als.alpha,
+        implicitPrefs=True,
+        seed=als.seed,
+        userCol=USER_INDEX,
+        itemCol=ITEM_INDEX,
+        ratingCol=WEIGHT,
+        numUserBlocks=blocks,
+        numItemBlocks=blocks,
+    )
+    fitted = estimator.fit(ratings)  # materialises both factor tables
+    trained = time.perf_counter()
+    user_ids, user_factors = _collect_factors(
+        fitted.userFactors, users, C.USER_ID, USER_INDEX, als.factors
+    )
+    item_ids, item_factors = _collect_factors(
+        fitted.itemFactors, items, C.ITEM_ID, ITEM_INDEX, als.factors
+    )
+    for frame in (ratings, users, items):
+        frame.unpersist()
+    if (len(user_ids), len(item_ids)) != (n_users, n_items):
+        raise RuntimeError(
+            f"MLlib ALS returned factors for {len(user_ids)} of {n_users} users and "
+            f"{len(item_ids)} of {n_items} items"
+        )
+    model = AlsModel(user_ids.astype(str), item_ids.astype(np.int64), user_factors, item_factors)
+    figures = {
+        "prepare_seconds": (prepared - started) + (time.perf_counter() - trained),
+        "train_seconds": trained - prepared,
+        **_shape_figures(n_users, n_items, nnz),
+        "model_mb": _model_mb(model),
+    }
+    return model, figures
+
+
+Backend = Callable[[SparkSession, DataFrame, AlsSettings], tuple[AlsModel, Figures]]
+BACKENDS: dict[str, Backend] = {"implicit": train_implicit, "spark": train_spark}
+
+
+def backend(name: str) -> Backend:
+    """The training function of ``als.backend`` ``name``; ValueError for an unknown one."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown als.backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}"
+        ) from None
+
+
+def train_model(
+    spark: SparkSession, pairs: DataFrame, als: AlsSettings
+) -> tuple[AlsModel, Figures]:
+    """ALS factors of ``pairs`` (user_id, item_id, weight) with the ``als.backend`` backend.
+
+    Both backends give an :class:`AlsModel` with sorted ids and float32 factors, and figures:
+    ``prepare_seconds`` (indexing and collection), ``train_seconds`` (the fit), ``n_users``,
+    ``n_items``, ``nnz``, ``density``, ``model_mb`` (and ``memory_bound_mb`` for implicit).
+
+    Example::
+
+        model, figures = train_model(spark, interactions(events, als, run_date), als)
+    """
+    return backend(als.backend)(spark, pairs, als)
+
+
 def train_als(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
-    """Stage ``train_als``: fit on the window ending ``run_date``; log the run to MLflow."""
+    """Stage ``train_als``: fit on the window ending ``run_date``; log the model to MLflow and
+    write ``recs.similar_items`` for ``run_date``.
+
+    The similar items are written inside the MLflow run: if their checks or write fail, the
+    run ends FAILED and later stages do not pick this model up. Returns the training figures
+    and ``rows.recs.similar_items``.
+    """
     als = settings.als
+    backend(als.backend)  # an unknown backend fails before any work
     first, last = window_bounds(run_date, als.window_days)
     events = read_window(spark, settings, CLEAN_EVENTS, first, last)
     if events.filter(F.col(C.DT) == F.lit(run_date)).limit(1).count() == 0:
         raise RuntimeError(f"clean.events has no rows for {run_date}: run `clean` for it first")
     input_version = table_version(spark, settings, CLEAN_EVENTS)
-    pairs = interactions(events, dict(als.event_weights)).cache()
-    matrix, user_ids, item_ids = build_matrix(spark, pairs, als)
+    pairs = interactions(events, als, run_date).cache()
+    model, figures = train_model(spark, pairs, als)
     pairs.unpersist()
+    similar = (
+        similar_items(spark, model, als.similar_top_n, als.similar_batch_rows)
+        .withColumn(C.DT, F.lit(run_date))
+        .withColumn(C.MODEL_VERSION, F.lit(model.version))
+    )
 
-    started = time.perf_counter()
-    user_factors, item_factors = fit(matrix, als)
-    train_seconds = time.perf_counter() - started
-    model = AlsModel(user_ids, item_ids, user_factors, item_factors)
-
-    metrics = {
-        "train_seconds": train_seconds,
-        "n_users": float(matrix.shape[0]),
-        "n_items": float(matrix.shape[1]),
-        "nnz": float(matrix.nnz),
-        "density": matrix.nnz / max(1, matrix.shape[0] * matrix.shape[1]),
-        "memory_bound_mb": memory_bound_mb(
-            matrix.shape[0], matrix.shape[1], matrix.nnz, als.factors
-        ),
-    }
     experiment_id = tracking.use_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{STAGE} {run_date.isoformat()}"):
         mlflow.set_tags(
@@ -223,7 +412,7 @@ def train_als(spark: SparkSession, settings: Settings, run_date: dt.date) -> dic
         )
         mlflow.log_params(
             {
-                "backend": "implicit",
+                "backend": als.backend,
                 "window_days": als.window_days,
                 "window_first_day": first.isoformat(),
                 "factors": als.factors,
@@ -232,15 +421,23 @@ def train_als(spark: SparkSession, settings: Settings, run_date: dt.date) -> dic
                 "alpha": als.alpha,
                 "seed": als.seed,
                 "event_weights": json.dumps(dict(als.event_weights), sort_keys=True),
+                "half_life_days": als.half_life_days,
+                "similar_top_n": als.similar_top_n,
+                "similar_batch_rows": als.similar_batch_rows,
                 "input.clean.events.delta_version": input_version,
             }
         )
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics(figures)
         with tempfile.TemporaryDirectory() as tmp:
             model.save(Path(tmp) / MODEL_FILE)
             mlflow.log_artifacts(tmp, MODEL_ARTIFACT)
-    log.info("ALS model %s: %s", model.version, metrics)
-    return metrics
+        started = time.perf_counter()
+        written = quality.write_checked(spark, settings, [(SIMILAR_ITEMS, similar)], run_date)
+        figures["similar_seconds"] = time.perf_counter() - started
+        figures.update(written)
+        mlflow.log_metrics({k: figures[k] for k in ("similar_seconds", *written)})
+    log.info("ALS model %s: %s", model.version, figures)
+    return figures
 
 
 def load_model(settings: Settings, run_date: dt.date) -> tuple[AlsModel, str]:
