@@ -42,6 +42,9 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/nightly.py --scale 1.0 --work bench_work
 	$(BIN)/python bench/categories.py --shop --scale 1.0
+	$(BIN)/python bench/als.py
+	$(BIN)/python bench/als.py --warehouse bench_work/warehouse --date 2015-07-31 --repeat 1
+	$(BIN)/python bench/recall.py
 
 lint: setup
 	$(BIN)/ruff check recsys_lib jobs dags tests

@@ -91,6 +91,39 @@ class AlsSettings:
     threads: int
     seed: int
     max_matrix_mb: int
+    backend: str = "implicit"  # implicit (single node) or spark (MLlib, scales out)
+    half_life_days: float = 0.0  # time decay of confidence; 0 = none
+    similar_top_n: int = 20  # recs.similar_items per item
+    similar_batch_rows: int = 1024  # items scored against all items at once
+
+
+@dataclass(frozen=True)
+class BoughtTogetherSettings:
+    window_days: int
+    hours: float  # same user, carted or bought within this many hours (or same transaction)
+    event_types: tuple[str, ...]
+    min_support: int  # users who have the pair
+    min_lift: float
+    top_n: int
+    max_items_per_user: int  # users with more distinct items in the window are skipped
+
+
+@dataclass(frozen=True)
+class PopularSettings:
+    window_days: int
+    half_life_days: float
+    top_n: int
+    new_arrival_days: int  # an item first seen in the last K days is a new arrival
+    new_arrivals_top_n: int
+
+
+@dataclass(frozen=True)
+class CandidateSettings:
+    active_days: int  # users with an event in this many days ending on D get candidates
+    recent_days: int  # "recent" views, carts and purchases
+    recent_items: int  # most recent items per user that seed similar / bought-together
+    per_source: Mapping[str, int]  # at most this many candidates per user from each source
+    recall_k: tuple[int, ...]  # cut-offs of the recall evaluation
 
 
 @dataclass(frozen=True)
@@ -145,6 +178,9 @@ class Settings:
     completion: CompletionSettings
     quality: QualitySettings
     als: AlsSettings
+    bought_together: BoughtTogetherSettings
+    popular: PopularSettings
+    candidates: CandidateSettings
     recommend: RecommendSettings
 
     def resolve(self, path: str) -> str:
@@ -217,7 +253,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return _build(annotation, value, where)  # type: ignore[arg-type]
     if origin in (tuple,):
         items = value if isinstance(value, list | tuple) else str(value).split(",")
-        return tuple(str(v).strip() for v in items)
+        item_type = (typing.get_args(annotation) or (str,))[0]
+        if item_type is str:
+            return tuple(str(v).strip() for v in items)
+        return tuple(_coerce(v, item_type, where) for v in items)
     if origin in (Mapping, dict) or annotation is Mapping:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")

@@ -9,7 +9,16 @@ DEFAULT_SEED = 42
 
 # The nightly stages in the order the DAG runs them, and those that every day of history
 # needs before a nightly run (the daily tables its windows read).
-NIGHTLY_STAGES = ("ingest", "clean", "aggregate", "items", "features", "train_als", "recommend")
+NIGHTLY_STAGES = (
+    "ingest",
+    "clean",
+    "aggregate",
+    "items",
+    "features",
+    "train_als",
+    "candidates",
+    "recommend",
+)
 HISTORY_STAGES = ("ingest", "clean", "aggregate")
 
 # Input columns of the RetailRocket event log (events.csv), as received.
@@ -144,3 +153,51 @@ MODEL = "model"
 VARIANT = "variant"
 METRIC = "metric"
 K = "k"
+
+# Candidate sources (recs.similar_items, recs.bought_together, recs.popular_items).
+SIMILAR_ITEM_ID = "similar_item_id"
+OTHER_ITEM_ID = "other_item_id"
+SUPPORT = "support"
+CONFIDENCE = "confidence"
+LIFT = "lift"
+LIST = "list"
+SCOPE = "scope"
+LIST_POPULAR = "popular"
+LIST_NEW_ARRIVALS = "new_arrivals"
+POPULAR_LISTS = (LIST_POPULAR, LIST_NEW_ARRIVALS)
+SCOPE_GLOBAL = "global"
+SCOPE_TOP_CATEGORY = "top_category"
+SCOPE_CATEGORY = "category"
+POPULAR_SCOPES = (SCOPE_GLOBAL, SCOPE_TOP_CATEGORY, SCOPE_CATEGORY)
+GLOBAL_CATEGORY_ID = -1  # category_id of the global lists
+
+# features.candidates: the sources, in the order that breaks ties in the union's order;
+# each has a score and a rank column (f"{source}_score", f"{source}_rank").
+SOURCE_ALS = "als"
+SOURCE_SIMILAR = "similar"
+SOURCE_BOUGHT_TOGETHER = "bought_together"
+SOURCE_POPULAR = "popular"
+SOURCE_NEW_ARRIVALS = "new_arrivals"
+SOURCE_RECENT_VIEWS = "recent_views"
+CANDIDATE_SOURCES = (
+    SOURCE_ALS,
+    SOURCE_SIMILAR,
+    SOURCE_BOUGHT_TOGETHER,
+    SOURCE_POPULAR,
+    SOURCE_NEW_ARRIVALS,
+    SOURCE_RECENT_VIEWS,
+)
+SOURCES = "sources"
+N_SOURCES = "n_sources"
+UNION_RANK = "union_rank"
+SOURCE_UNION = "union"
+
+
+def source_score(source: str) -> str:
+    """Column of a candidate source's score in features.candidates."""
+    return f"{source}_score"
+
+
+def source_rank(source: str) -> str:
+    """Column of a candidate source's rank (1 = its best) in features.candidates."""
+    return f"{source}_rank"

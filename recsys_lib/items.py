@@ -19,6 +19,7 @@ from recsys_lib import constants as C
 from recsys_lib import quality
 from recsys_lib.catalogue import CATEGORIES_SCHEMA, categories_frame, item_snapshot
 from recsys_lib.config import Settings
+from recsys_lib.evaluation import evaluation_frame
 from recsys_lib.io.catalogue import read_category_tree
 from recsys_lib.models.categories import MODEL_NAME, complete_categories
 from recsys_lib.storage import read_table, read_window, table_version
@@ -51,16 +52,6 @@ def first_event_days(item_daily: DataFrame, run_date: dt.date) -> DataFrame:
     )
 
 
-def evaluation_frame(
-    spark: SparkSession, rows: list[tuple[str, str, int, float]], run_date: dt.date
-) -> DataFrame:
-    """``ops.model_evaluation`` rows of the completion model (none if it did not train)."""
-    return spark.createDataFrame(
-        [(run_date, MODEL_NAME, v, m, k, float(x)) for v, m, k, x in rows],
-        MODEL_EVALUATION.schema,
-    )
-
-
 def items_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
     """Stage ``items``: catalogue snapshot + category completion -> ``clean.items``."""
     properties = read_table(spark, settings, RAW_ITEMS).filter(F.col(C.DT) <= F.lit(run_date))
@@ -90,7 +81,7 @@ def items_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dic
         extra_writes=[
             (
                 MODEL_EVALUATION,
-                evaluation_frame(spark, result.evaluation, run_date),
+                evaluation_frame(spark, MODEL_NAME, result.evaluation, run_date),
                 {C.MODEL: MODEL_NAME},
             )
         ],

@@ -95,8 +95,9 @@ def contract_checks(
     """The checks a table's contract implies, measured in one pass over ``df``.
 
     ``rows`` at least 1; ``rows_vs_yesterday`` within ``[min_row_ratio, max_row_ratio]``
-    (skipped without a yesterday); ``nulls.<col>`` = 0 for each non-nullable column and
-    ``null_share.<col>`` recorded for the others; ``out_of_range.<col>`` = 0 for columns with
+    (skipped without a yesterday; neither for a table that ``may_be_empty``);
+    ``nulls.<col>`` = 0 for each non-nullable column and ``null_share.<col>`` recorded for
+    the others; ``out_of_range.<col>`` = 0 for columns with
     a ``value_range``; ``not_accepted.<col>`` = 0 for columns with ``accepted`` values;
     ``duplicate_keys`` = 0 for tables with a key.
     """
@@ -121,8 +122,10 @@ def contract_checks(
     assert row is not None
     got = {k: float(row[k] or 0) for k in measures}
     rows = got["rows"]
-    checks = [at_least(name, "rows", rows, 1)]
-    if yesterday_rows:
+    checks = [
+        measure(name, "rows", rows) if table.may_be_empty else at_least(name, "rows", rows, 1)
+    ]
+    if yesterday_rows and not table.may_be_empty:
         ratio = rows / yesterday_rows
         checks.append(at_least(name, "rows_vs_yesterday_min", ratio, limits.min_row_ratio))
         checks.append(at_most(name, "rows_vs_yesterday_max", ratio, limits.max_row_ratio))

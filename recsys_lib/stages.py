@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.aggregates import aggregate_day
+from recsys_lib.candidates import candidates_day
 from recsys_lib.cleaning import clean_day
 from recsys_lib.config import Settings
 from recsys_lib.features import features_day
@@ -36,6 +37,7 @@ STAGES: dict[str, StageFunction] = {
     "items": items_day,
     "features": features_day,
     "train_als": train_als,
+    "candidates": candidates_day,
     "recommend": recommend_day,
 }
 NIGHTLY = C.NIGHTLY_STAGES

@@ -9,13 +9,16 @@ from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib import tracking
+from recsys_lib.candidates import MODEL_NAME as CANDIDATE_MODEL
 from recsys_lib.config import Settings
+from recsys_lib.evaluation import RECALL
 from recsys_lib.models.als import STAGE as ALS_STAGE
 from recsys_lib.models.categories import MODEL_NAME as COMPLETION_MODEL
 from recsys_lib.spark import get_spark
 from recsys_lib.storage import read_table, register_tables, table_path
 from recsys_lib.tables import (
     ALL_TABLES,
+    CANDIDATES,
     CLEAN_ITEMS,
     MODEL_EVALUATION,
     STAGE_RUNS,
@@ -59,6 +62,38 @@ def portraits_and_items(spark: SparkSession, settings: Settings, run_date: dt.da
     return lines
 
 
+def candidate_lines(spark: SparkSession, settings: Settings, run_date: dt.date) -> list[str]:
+    """Lines on the day's candidates (users, list size, sources) and yesterday's recall."""
+    day = F.col(C.DT) == run_date
+    candidates = read_table(spark, settings, CANDIDATES).filter(day)
+    stats = candidates.agg(
+        F.countDistinct(C.USER_ID).alias("users"),
+        F.count(F.lit(1)).alias("rows"),
+        *[F.count(C.source_rank(s)).alias(s) for s in C.CANDIDATE_SOURCES],
+    ).first()
+    assert stats is not None
+    users = stats["users"] or 0
+    lines = [
+        "",
+        f"candidates: {users} users, {stats['rows'] / max(users, 1):.1f} items a user; "
+        "found by: " + ", ".join(f"{s}={stats[s]}" for s in C.CANDIDATE_SOURCES),
+    ]
+    recall = {
+        (r[C.VARIANT], r[C.K]): r[C.VALUE]
+        for r in read_table(spark, settings, MODEL_EVALUATION)
+        .filter(day & (F.col(C.MODEL) == CANDIDATE_MODEL) & (F.col(C.METRIC) == RECALL))
+        .collect()
+    }
+    if not recall:
+        lines.append("  recall: not measured (no candidates for the day before)")
+        return lines
+    lines.append("  recall of yesterday's candidates on this day's events (@50/@100/@200):")
+    for variant in (*C.CANDIDATE_SOURCES, C.SOURCE_UNION):
+        at = " / ".join(f"{recall.get((variant, k), float('nan')):.3f}" for k in (50, 100, 200))
+        lines.append(f"    {variant:<16} {at}")
+    return lines
+
+
 def summary(settings: Settings, run_date: dt.date, sample_users: int = 3) -> str:
     """Text report of the run for ``run_date``."""
     spark = get_spark(settings)
@@ -89,6 +124,7 @@ def summary(settings: Settings, run_date: dt.date, sample_users: int = 3) -> str
     by_source = recs.groupBy(C.SOURCE).count().orderBy(C.SOURCE).collect()
     lines.append("  rows by source: " + ", ".join(f"{r[0]}={r[1]}" for r in by_source))
     lines += portraits_and_items(spark, settings, run_date)
+    lines += candidate_lines(spark, settings, run_date)
     try:
         run = tracking.latest_run(settings, ALS_STAGE, run_date)
         lines += [

@@ -34,6 +34,8 @@ class TableContract:
     columns: tuple[Column, ...]
     partition_by: tuple[str, ...] = (C.DT,)
     key: tuple[str, ...] = ()
+    # An empty partition is a valid result (e.g. no pair bought together often enough).
+    may_be_empty: bool = False
 
     @property
     def schema_name(self) -> str:
@@ -399,6 +401,141 @@ CLEAN_EVENTS_REJECTED = TableContract(
     ),
 )
 
+_SCORE = (-1e12, 1e12)
+
+
+SIMILAR_ITEMS = TableContract(
+    name="recs.similar_items",
+    grain="item x rank: the items nearest to an item by cosine of ALS item factors",
+    columns=(
+        _DT,
+        Column(C.ITEM_ID, T.LongType(), "item of the ALS model", False),
+        Column(C.RANK, T.IntegerType(), "1 = most similar", False, value_range=(1, 1000)),
+        Column(C.SIMILAR_ITEM_ID, T.LongType(), "a neighbour (never the item itself)", False),
+        Column(
+            C.SCORE,
+            T.DoubleType(),
+            "cosine similarity of the two items' factors",
+            False,
+            value_range=(-1.000001, 1.000001),
+        ),
+        Column(C.MODEL_VERSION, T.StringType(), "content hash of the ALS model", False),
+    ),
+    key=(C.DT, C.ITEM_ID, C.RANK),
+)
+
+BOUGHT_TOGETHER = TableContract(
+    name="recs.bought_together",
+    grain="item x rank: items carted or bought with it by the same users (window ending dt)",
+    columns=(
+        _DT,
+        Column(C.ITEM_ID, T.LongType(), "antecedent item a", False),
+        Column(C.RANK, T.IntegerType(), "1 = highest confidence", False, value_range=(1, 1000)),
+        Column(C.OTHER_ITEM_ID, T.LongType(), "consequent item b", False),
+        Column(
+            C.SUPPORT,
+            T.LongType(),
+            "users who carted or bought both within the configured hours",
+            False,
+            value_range=(1, math.inf),
+        ),
+        Column(
+            C.CONFIDENCE,
+            T.DoubleType(),
+            "support(a, b) / users(a): share of a's users who also took b",
+            False,
+            value_range=_SHARE,
+        ),
+        Column(
+            C.LIFT,
+            T.DoubleType(),
+            "confidence / (users(b) / users): how much more often than by chance",
+            False,
+            value_range=(0.0, math.inf),
+        ),
+    ),
+    key=(C.DT, C.ITEM_ID, C.RANK),
+    may_be_empty=True,
+)
+
+POPULAR_ITEMS = TableContract(
+    name="recs.popular_items",
+    grain="list x scope x category x rank: most popular items and new arrivals",
+    columns=(
+        _DT,
+        Column(C.LIST, T.StringType(), "popular or new_arrivals", False, accepted=C.POPULAR_LISTS),
+        Column(
+            C.SCOPE,
+            T.StringType(),
+            "global, top_category or category (leaf)",
+            False,
+            accepted=C.POPULAR_SCOPES,
+        ),
+        Column(C.CATEGORY_ID, T.LongType(), "the category; -1 for the global lists", False),
+        Column(C.RANK, T.IntegerType(), "1 = most popular", False, value_range=(1, 100000)),
+        Column(C.ITEM_ID, T.LongType(), "item", False),
+        Column(
+            C.SCORE,
+            T.DoubleType(),
+            "popular: decayed weighted events; new_arrivals: weighted events per day of age",
+            False,
+            value_range=(0.0, math.inf),
+        ),
+    ),
+    key=(C.DT, C.LIST, C.SCOPE, C.CATEGORY_ID, C.RANK),
+)
+
+
+def _source_columns() -> tuple[Column, ...]:
+    columns: list[Column] = []
+    for source in C.CANDIDATE_SOURCES:
+        columns.append(
+            Column(
+                C.source_score(source),
+                T.DoubleType(),
+                f"score of the {source} source (null: it did not find the item)",
+                value_range=_SCORE,
+            )
+        )
+        columns.append(
+            Column(
+                C.source_rank(source),
+                T.IntegerType(),
+                f"rank within the {source} source (1 = its best)",
+                value_range=(1, 100000),
+            )
+        )
+    return tuple(columns)
+
+
+CANDIDATES = TableContract(
+    name="features.candidates",
+    grain="user x item: a candidate for a user active in the window ending dt (the ranker's "
+    "input), with the sources that found it",
+    columns=(
+        _DT,
+        Column(C.USER_ID, T.StringType(), "pseudonymous user id", False),
+        Column(C.ITEM_ID, T.LongType(), "candidate item", False),
+        Column(
+            C.SOURCES,
+            T.ArrayType(T.StringType()),
+            "sources that found the item, in source order",
+            False,
+        ),
+        Column(C.N_SOURCES, T.IntegerType(), "number of sources", False, value_range=(1, 100)),
+        Column(
+            C.UNION_RANK,
+            T.IntegerType(),
+            "position in the user's union: best source rank, then more sources, then item id",
+            False,
+            value_range=(1, 1000000),
+        ),
+        *_source_columns(),
+    ),
+    key=(C.DT, C.USER_ID, C.ITEM_ID),
+)
+
+
 USER_RECOMMENDATIONS = TableContract(
     name="recs.user_recommendations",
     grain="user x rank: the nightly top-k list of a user active in the training window",
@@ -468,6 +605,10 @@ ALL_TABLES: tuple[TableContract, ...] = (
     ITEM_DAILY,
     USER_PORTRAIT,
     ITEM_FEATURES,
+    SIMILAR_ITEMS,
+    BOUGHT_TOGETHER,
+    POPULAR_ITEMS,
+    CANDIDATES,
     USER_RECOMMENDATIONS,
     QUALITY_CHECKS,
     MODEL_EVALUATION,

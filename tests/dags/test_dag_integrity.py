@@ -35,7 +35,16 @@ def test_every_dag_file_imports_without_errors() -> None:
 
 
 def test_nightly_task_graph(nightly) -> None:
-    order = ["ingest", "clean", "aggregate", "items", "features", "train_als", "recommend"]
+    order = [
+        "ingest",
+        "clean",
+        "aggregate",
+        "items",
+        "features",
+        "train_als",
+        "candidates",
+        "recommend",
+    ]
     assert sorted(nightly.task_ids) == sorted(order)
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert nightly.get_task(downstream).upstream_task_ids == {upstream}

@@ -12,15 +12,18 @@ from recsys_lib.config import Settings
 from recsys_lib.storage import read_table
 from recsys_lib.tables import (
     ALL_TABLES,
+    CANDIDATES,
     CLEAN_EVENTS,
     CLEAN_EVENTS_REJECTED,
     CLEAN_ITEMS,
     ITEM_DAILY,
     ITEM_FEATURES,
     MODEL_EVALUATION,
+    POPULAR_ITEMS,
     QUALITY_CHECKS,
     RAW_EVENTS,
     RAW_ITEMS,
+    SIMILAR_ITEMS,
     USER_DAILY,
     USER_ITEM_DAILY,
     USER_PORTRAIT,
@@ -83,6 +86,52 @@ def assert_features_filled(spark: SparkSession, settings: Settings, day: dt.date
     assert failed == 0
     checked = {r[0] for r in rows(QUALITY_CHECKS).select(C.TABLE_NAME).distinct().collect()}
     assert {t.name for t in (CLEAN_ITEMS, USER_PORTRAIT, ITEM_FEATURES, USER_DAILY)} <= checked
+
+
+def assert_candidates_filled(
+    spark: SparkSession,
+    settings: Settings,
+    day: dt.date,
+    *,
+    recall_measured: bool,
+    may_find_nothing: tuple[str, ...] = (),
+) -> dict[tuple[str, int], float]:
+    """Candidates cover exactly the users active in the window, each source table has the
+    day, and (when measured) the union's recall is at least every source's. Returns the
+    recall figures by (variant, k)."""
+
+    def rows(table) -> DataFrame:
+        return read_table(spark, settings, table).filter(F.col(C.DT) == day)
+
+    active = (
+        read_table(spark, settings, USER_DAILY)
+        .filter(
+            F.col(C.DT).between(day - dt.timedelta(days=settings.candidates.active_days - 1), day)
+        )
+        .select(C.USER_ID)
+        .distinct()
+    )
+    candidates = rows(CANDIDATES)
+    users = candidates.select(C.USER_ID).distinct()
+    assert users.count() == active.count() > 0
+    found = candidates.agg(*[F.count(C.source_rank(s)).alias(s) for s in C.CANDIDATE_SOURCES])
+    counts = found.first().asDict()
+    assert all(counts[s] > 0 for s in C.CANDIDATE_SOURCES if s not in may_find_nothing), counts
+    assert rows(SIMILAR_ITEMS).count() > 0 and rows(POPULAR_ITEMS).count() > 0
+    recall = {
+        (r[C.VARIANT], r[C.K]): r[C.VALUE]
+        for r in rows(MODEL_EVALUATION)
+        .filter((F.col(C.MODEL) == "candidates") & (F.col(C.METRIC) == "recall"))
+        .collect()
+    }
+    if not recall_measured:
+        assert recall == {}
+        return recall
+    for source in C.CANDIDATE_SOURCES:
+        assert 0.0 <= recall[(source, 0)] <= recall[(C.SOURCE_UNION, 0)] <= 1.0
+        assert recall[(source, 50)] <= recall[(source, 100)] <= recall[(source, 200)]
+    assert recall[(C.SOURCE_UNION, 100)] > 0
+    return recall
 
 
 def assert_reconciled(spark: SparkSession, settings: Settings, day: dt.date) -> dict[str, float]:

@@ -18,6 +18,7 @@ from recsys_lib.storage import read_table
 from recsys_lib.tables import CLEAN_ITEMS, MODEL_EVALUATION
 from tests.conftest import REPO, TEST_KEY, make_settings
 from tests.integration.helpers import (
+    assert_candidates_filled,
     assert_features_filled,
     assert_no_raw_user_ids,
     assert_recommendations_sound,
@@ -68,6 +69,9 @@ def test_a_nightly_run_through_airflow_then_a_rerun_change_nothing(spark, projec
         assert_features_filled(spark, settings, day)
         recs = assert_recommendations_sound(spark, settings, day, settings.recommend.top_k)
         assert recs.filter("source = 'als'").count() > 0
+    assert_candidates_filled(spark, settings, day1, recall_measured=False)
+    recall = assert_candidates_filled(spark, settings, day2, recall_measured=True)
+    print("recall of day1's candidates on day2:", sorted(recall.items()))
     assert_no_raw_user_ids(spark, settings)
     items = read_table(spark, settings, CLEAN_ITEMS).filter(F.col(C.DT) == day2)
     predicted = items.filter(F.col(C.CATEGORY_SOURCE) == C.SOURCE_PREDICTED).count()

@@ -7,10 +7,12 @@ import datetime as dt
 
 import pytest
 
+from recsys_lib import constants as C
 from recsys_lib.cli import days, run_days
 from recsys_lib.stages import HISTORY_STAGES, NIGHTLY
 from tests.conftest import RR_SAMPLE, RR_TREE, make_settings
 from tests.integration.helpers import (
+    assert_candidates_filled,
     assert_features_filled,
     assert_no_raw_user_ids,
     assert_recommendations_sound,
@@ -21,6 +23,7 @@ from tests.integration.helpers import (
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 FIRST, LAST = dt.date(2015, 7, 9), dt.date(2015, 7, 11)
+SPARSE = (C.SOURCE_BOUGHT_TOGETHER,)
 
 
 def test_three_real_days_then_a_rerun(spark, tmp_path) -> None:
@@ -44,6 +47,15 @@ def test_three_real_days_then_a_rerun(spark, tmp_path) -> None:
     for day in nights:
         assert_recommendations_sound(spark, settings, day, settings.recommend.top_k)
         assert_features_filled(spark, settings, day)
+    # A 5,000-visitor sample has few users who cart two items (bought_together) and few
+    # returning users; the second night measures the first night's candidates.
+    assert_candidates_filled(
+        spark, settings, nights[0], recall_measured=False, may_find_nothing=SPARSE
+    )
+    recall = assert_candidates_filled(
+        spark, settings, nights[1], recall_measured=True, may_find_nothing=SPARSE
+    )
+    print("recall of the first night's candidates on the second:", sorted(recall.items()))
     assert duplicates == 1  # the sample's exact duplicate of 2015-07-10
     assert_no_raw_user_ids(spark, settings)
     before = snapshot(spark, settings)

@@ -1,0 +1,403 @@
+"""Stage ``candidates``: what the ranker may choose from, for every active user.
+
+A user is active on D when they have an event in the ``candidates.active_days`` days ending
+on D. Each source proposes at most ``candidates.per_source[source]`` items per user, ranked
+by its own score (ties by item id):
+
+- ``als``: the best items of the ALS model (dot product of the factors);
+- ``similar``: neighbours (``recs.similar_items``) of the user's recently viewed items,
+  scored by the highest cosine to any of them;
+- ``bought_together``: items bought with the user's recently carted or bought items
+  (``recs.bought_together``), scored by the highest confidence;
+- ``popular``: popular items of the user's top categories (``features.user_portrait``),
+  scored by affinity x popularity relative to the category's best item; a user without a
+  top category gets the global list;
+- ``new_arrivals``: the same with the new-arrivals lists;
+- ``recent_views``: items the user viewed in the last ``recent_days`` days and did not
+  buy in them, scored by views halving with each day of age.
+
+``features.candidates`` keeps one row per (user, item) with each source's score and rank.
+The union's own order (``union_rank``) takes the best rank any source gave the item, then
+more sources first, then the source order, then item id. The stage also writes the day's
+``recs.bought_together`` and ``recs.popular_items`` (the sources' tables), and the recall of
+yesterday's candidates on today's events (``ops.model_evaluation``, model ``candidates``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+import mlflow
+from recsys_lib import constants as C
+from recsys_lib import quality, tracking
+from recsys_lib.bought_together import bought_together, skipped_users
+from recsys_lib.config import CandidateSettings, Settings
+from recsys_lib.evaluation import (
+    HOLDOUT_USERS_COVERED,
+    MEAN_LIST_SIZE,
+    NO_CUT_OFF,
+    Figure,
+    evaluation_frame,
+    recall_at_k,
+    relevant_items,
+)
+from recsys_lib.models.als import AlsModel, load_model
+from recsys_lib.popularity import popular_items
+from recsys_lib.recommend import model_factors
+from recsys_lib.scoring import PURCHASED, score_als
+from recsys_lib.storage import read_partition, read_window, table_version
+from recsys_lib.tables import (
+    BOUGHT_TOGETHER,
+    CANDIDATES,
+    CLEAN_EVENTS,
+    CLEAN_ITEMS,
+    ITEM_DAILY,
+    MODEL_EVALUATION,
+    POPULAR_ITEMS,
+    SIMILAR_ITEMS,
+    USER_PORTRAIT,
+)
+
+log = logging.getLogger(__name__)
+
+STAGE = "candidates"
+MODEL_NAME = "candidates"
+SEED_ITEM = "_seed_item"
+LAST_TS = "_last_ts"
+
+
+def ranked(scored: DataFrame, n: int) -> DataFrame:
+    """(user_id, item_id, score, rank): the best ``n`` items per user by score, then item id."""
+    by_score = Window.partitionBy(C.USER_ID).orderBy(F.desc(C.SCORE), F.asc(C.ITEM_ID))
+    return (
+        scored.withColumn(C.RANK, F.row_number().over(by_score))
+        .filter(F.col(C.RANK) <= n)
+        .select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
+    )
+
+
+def recent_activity(events: DataFrame, run_date: dt.date, settings: CandidateSettings) -> DataFrame:
+    """(user_id, item_id, views score, viewed, carted, bought, last event time) over the
+    ``recent_days`` days ending on ``run_date``; views halve with each day of age."""
+    first = run_date - dt.timedelta(days=settings.recent_days - 1)
+    age = F.datediff(F.lit(run_date), F.col(C.DT))
+    is_type = {t: F.col(C.EVENT_TYPE) == t for t in C.EVENT_TYPES}
+    return (
+        events.filter((F.col(C.DT) >= F.lit(first)) & (F.col(C.DT) <= F.lit(run_date)))
+        .groupBy(C.USER_ID, C.ITEM_ID)
+        .agg(
+            F.sum(F.when(is_type[C.VIEW], F.pow(F.lit(0.5), age)).otherwise(0.0)).alias(C.SCORE),
+            F.max(is_type[C.VIEW]).alias(C.VIEWS),
+            F.max(is_type[C.CART] | is_type[C.PURCHASE]).alias(C.CARTS),
+            F.max(is_type[C.PURCHASE]).alias(C.PURCHASES),
+            F.max(C.EVENT_TS).alias(LAST_TS),
+        )
+    )
+
+
+def latest_seeds(recent: DataFrame, flag: str, n: int) -> DataFrame:
+    """(user_id, _seed_item): each user's ``n`` latest items with ``flag`` set."""
+    by_time = Window.partitionBy(C.USER_ID).orderBy(F.desc(LAST_TS), F.asc(C.ITEM_ID))
+    return (
+        recent.filter(F.col(flag))
+        .withColumn("_n", F.row_number().over(by_time))
+        .filter(F.col("_n") <= n)
+        .select(C.USER_ID, F.col(C.ITEM_ID).alias(SEED_ITEM))
+    )
+
+
+def neighbours_of_seeds(
+    seeds: DataFrame, pairs: DataFrame, other: str, score: str, n: int
+) -> DataFrame:
+    """Items paired with a user's seed items (``pairs``: item_id, ``other``, ``score``),
+    scored by their best pair score; the seeds themselves are not proposed."""
+    proposed = (
+        seeds.join(pairs.select(F.col(C.ITEM_ID).alias(SEED_ITEM), other, score), SEED_ITEM)
+        .groupBy(C.USER_ID, F.col(other).alias(C.ITEM_ID))
+        .agg(F.max(score).alias(C.SCORE))
+    )
+    not_seeds = proposed.join(
+        seeds.withColumnRenamed(SEED_ITEM, C.ITEM_ID), [C.USER_ID, C.ITEM_ID], "left_anti"
+    )
+    return ranked(not_seeds, n)
+
+
+def category_lists(
+    users: DataFrame, portraits: DataFrame, lists: DataFrame, which: str, n: int
+) -> DataFrame:
+    """Items of list ``which`` in each user's top categories, scored by affinity x the
+    item's score relative to its category's best; users without one get the global list."""
+    chosen = lists.filter(F.col(C.LIST) == which)
+    best = Window.partitionBy(C.SCOPE, C.CATEGORY_ID)
+    relative = chosen.withColumn(
+        "_relative",
+        F.when(F.max(C.SCORE).over(best) > 0, F.col(C.SCORE) / F.max(C.SCORE).over(best)).otherwise(
+            0.0
+        ),
+    )
+    leaf = relative.filter(F.col(C.SCOPE) == C.SCOPE_CATEGORY)
+    glob = relative.filter(F.col(C.SCOPE) == C.SCOPE_GLOBAL)
+    affinities = portraits.select(C.USER_ID, F.explode(C.TOP_CATEGORIES).alias("_top")).select(
+        C.USER_ID,
+        F.col("_top")[C.CATEGORY_ID].alias(C.CATEGORY_ID),
+        F.col("_top")[C.AFFINITY].alias(C.AFFINITY),
+    )
+    in_categories = affinities.join(leaf, C.CATEGORY_ID).select(
+        C.USER_ID, C.ITEM_ID, (F.col(C.AFFINITY) * F.col("_relative")).alias(C.SCORE)
+    )
+    without = users.join(affinities.select(C.USER_ID).distinct(), C.USER_ID, "left_anti")
+    fallback = without.crossJoin(F.broadcast(glob.select(C.ITEM_ID, "_relative"))).select(
+        C.USER_ID, C.ITEM_ID, F.col("_relative").alias(C.SCORE)
+    )
+    scored = (
+        in_categories.unionByName(fallback)
+        .groupBy(C.USER_ID, C.ITEM_ID)
+        .agg(F.max(C.SCORE).alias(C.SCORE))
+    )
+    return ranked(scored, n)
+
+
+def als_source(users: DataFrame, model: AlsModel, n: int) -> DataFrame:
+    """The model's best ``n`` items for each user it knows."""
+    spark = users.sparkSession
+    known = users.join(model_factors(spark, model), C.USER_ID).withColumn(
+        PURCHASED, F.array().cast("array<long>")
+    )
+    return score_als(known, model, n).select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
+
+
+def recent_views_source(recent: DataFrame, n: int) -> DataFrame:
+    """Items viewed recently and not bought in the same days."""
+    return ranked(
+        recent.filter(F.col(C.VIEWS) & ~F.col(C.PURCHASES)).select(C.USER_ID, C.ITEM_ID, C.SCORE),
+        n,
+    )
+
+
+def combine(sources: Mapping[str, DataFrame]) -> DataFrame:
+    """One row per (user, item) with each source's score and rank, the sources that found
+    it and the union's order (best rank, more sources, source order, item id)."""
+    tagged = [
+        df.select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK, F.lit(order(name)).alias("_source"))
+        for name, df in sorted(sources.items(), key=lambda kv: order(kv[0]))
+    ]
+    union = tagged[0]
+    for df in tagged[1:]:
+        union = union.unionByName(df)
+    per_source: list[Column] = []
+    for source in C.CANDIDATE_SOURCES:
+        index = order(source)
+        mine = F.col("_source") == index
+        per_source.append(F.max(F.when(mine, F.col(C.SCORE))).alias(C.source_score(source)))
+        per_source.append(F.min(F.when(mine, F.col(C.RANK))).alias(C.source_rank(source)))
+    combined = union.groupBy(C.USER_ID, C.ITEM_ID).agg(
+        *per_source,
+        F.min(C.RANK).alias("_best_rank"),
+        F.min("_source").alias("_first_source"),
+        F.count(F.lit(1)).cast("int").alias(C.N_SOURCES),
+    )
+    found = F.array(
+        *[F.when(F.col(C.source_rank(s)).isNotNull(), F.lit(s)) for s in C.CANDIDATE_SOURCES]
+    )
+    union_order = Window.partitionBy(C.USER_ID).orderBy(
+        F.asc("_best_rank"), F.desc(C.N_SOURCES), F.asc("_first_source"), F.asc(C.ITEM_ID)
+    )
+    return (
+        combined.withColumn(C.SOURCES, F.filter(found, lambda s: s.isNotNull()))
+        .withColumn(C.UNION_RANK, F.row_number().over(union_order))
+        .select(*[c for c in CANDIDATES.column_names if c != C.DT])
+    )
+
+
+def order(source: str) -> int:
+    """Position of a source in ``constants.CANDIDATE_SOURCES`` (breaks ties in the union)."""
+    return C.CANDIDATE_SOURCES.index(source)
+
+
+def candidate_sources(
+    events: DataFrame,
+    portraits: DataFrame,
+    model: AlsModel,
+    similar: DataFrame,
+    together: DataFrame,
+    lists: DataFrame,
+    run_date: dt.date,
+    settings: CandidateSettings,
+) -> dict[str, DataFrame]:
+    """Each source's (user_id, item_id, score, rank) for the users active on ``run_date``.
+
+    ``events``: clean.events of at least the active window; ``portraits``: the day's
+    user_portrait; ``similar``, ``together``, ``lists``: the day's recs.similar_items,
+    recs.bought_together and recs.popular_items.
+    """
+    first_active = run_date - dt.timedelta(days=settings.active_days - 1)
+    active_events = events.filter(
+        (F.col(C.DT) >= F.lit(first_active)) & (F.col(C.DT) <= F.lit(run_date))
+    )
+    users = active_events.select(C.USER_ID).distinct()
+    recent = recent_activity(events, run_date, settings).cache()
+    n = settings.per_source
+    viewed = latest_seeds(recent, C.VIEWS, settings.recent_items)
+    carted = latest_seeds(recent, C.CARTS, settings.recent_items)
+    active_portraits = portraits.join(users, C.USER_ID)
+    return {
+        C.SOURCE_ALS: als_source(users, model, n[C.SOURCE_ALS]),
+        C.SOURCE_SIMILAR: neighbours_of_seeds(
+            viewed, similar, C.SIMILAR_ITEM_ID, C.SCORE, n[C.SOURCE_SIMILAR]
+        ),
+        C.SOURCE_BOUGHT_TOGETHER: neighbours_of_seeds(
+            carted, together, C.OTHER_ITEM_ID, C.CONFIDENCE, n[C.SOURCE_BOUGHT_TOGETHER]
+        ),
+        C.SOURCE_POPULAR: category_lists(
+            users, active_portraits, lists, C.LIST_POPULAR, n[C.SOURCE_POPULAR]
+        ),
+        C.SOURCE_NEW_ARRIVALS: category_lists(
+            users, active_portraits, lists, C.LIST_NEW_ARRIVALS, n[C.SOURCE_NEW_ARRIVALS]
+        ),
+        C.SOURCE_RECENT_VIEWS: recent_views_source(recent, n[C.SOURCE_RECENT_VIEWS]),
+    }
+
+
+def candidate_recall(
+    candidates: DataFrame, holdout_events: DataFrame, ks: tuple[int, ...]
+) -> list[Figure]:
+    """Recall@k of each source and of the union (``union_rank``; k = 0: all candidates) of
+    ``candidates`` on the items each user touched in ``holdout_events``, plus coverage."""
+    relevant = relevant_items(holdout_events)
+    columns = {s: C.source_rank(s) for s in C.CANDIDATE_SOURCES}
+    columns[C.SOURCE_UNION] = C.UNION_RANK
+    figures = recall_at_k(candidates, relevant, columns, (*ks, NO_CUT_OFF))
+    holdout_users = relevant.select(C.USER_ID).distinct()
+    stats = (
+        holdout_users.join(
+            candidates.groupBy(C.USER_ID).agg(F.count(F.lit(1)).alias("_size")), C.USER_ID, "left"
+        )
+        .agg(
+            F.count(F.lit(1)).alias("_holdout"),
+            F.count("_size").alias("_covered"),
+        )
+        .first()
+    )
+    sizes = candidates.groupBy(C.USER_ID).count().agg(F.avg("count")).first()
+    assert stats is not None and sizes is not None
+    covered = stats["_covered"] / stats["_holdout"] if stats["_holdout"] else 0.0
+    return [
+        *figures,
+        (C.SOURCE_UNION, HOLDOUT_USERS_COVERED, NO_CUT_OFF, float(covered)),
+        (C.SOURCE_UNION, MEAN_LIST_SIZE, NO_CUT_OFF, float(sizes[0] or 0.0)),
+    ]
+
+
+def with_run_date(df: DataFrame, run_date: dt.date) -> DataFrame:
+    return df.withColumn(C.DT, F.lit(run_date))
+
+
+def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
+    """Stage ``candidates``: source tables, candidates, and yesterday's candidates' recall."""
+    cand = settings.candidates
+    window = max(cand.active_days, settings.bought_together.window_days)
+    events = read_window(
+        spark, settings, CLEAN_EVENTS, run_date - dt.timedelta(days=window - 1), run_date
+    ).cache()
+    portraits = read_partition(spark, settings, USER_PORTRAIT, run_date)
+    items = read_partition(spark, settings, CLEAN_ITEMS, run_date)
+    if items.limit(1).count() == 0 or portraits.limit(1).count() == 0:
+        raise RuntimeError(
+            f"clean.items or features.user_portrait has no rows for {run_date}: "
+            "run `items` and `features` for it first"
+        )
+    similar = read_partition(spark, settings, SIMILAR_ITEMS, run_date)
+    model, als_run_id = load_model(settings, run_date)
+    bt_first = run_date - dt.timedelta(days=settings.bought_together.window_days - 1)
+    bt_events = events.filter(F.col(C.DT) >= F.lit(bt_first))
+    together = bought_together(bt_events, settings.bought_together).cache()
+    skipped = skipped_users(bt_events, settings.bought_together)
+    if skipped:
+        log.warning(
+            "bought_together: %d users with more than %d carted/bought items skipped",
+            skipped,
+            settings.bought_together.max_items_per_user,
+        )
+    popular_days = max(settings.popular.window_days, settings.popular.new_arrival_days)
+    popular_first = run_date - dt.timedelta(days=popular_days - 1)
+    lists = popular_items(
+        read_window(spark, settings, ITEM_DAILY, popular_first, run_date),
+        items,
+        run_date,
+        settings.popular,
+        settings.features.event_weights,
+    ).cache()
+    sources = candidate_sources(events, portraits, model, similar, together, lists, run_date, cand)
+    candidates = combine(sources)
+
+    yesterday = run_date - dt.timedelta(days=1)
+    previous = read_partition(spark, settings, CANDIDATES, yesterday)
+    holdout = events.filter(F.col(C.DT) == F.lit(run_date))
+    recall: list[Figure] = []
+    if previous.limit(1).count():
+        recall = candidate_recall(previous, holdout, cand.recall_k)
+    else:
+        log.warning("no candidates for %s: recall on %s not measured", yesterday, run_date)
+
+    figures = quality.write_checked(
+        spark,
+        settings,
+        [
+            (BOUGHT_TOGETHER, with_run_date(together, run_date)),
+            (POPULAR_ITEMS, with_run_date(lists, run_date)),
+            (CANDIDATES, with_run_date(candidates, run_date)),
+        ],
+        run_date,
+        extra_writes=[
+            (
+                MODEL_EVALUATION,
+                evaluation_frame(spark, MODEL_NAME, recall, run_date),
+                {C.MODEL: MODEL_NAME},
+            )
+        ],
+    )
+    log_run(settings, run_date, recall, als_run_id, spark)
+    events.unpersist()
+    together.unpersist()
+    lists.unpersist()
+    return {
+        **figures,
+        "bought_together.skipped_users": float(skipped),
+        **{f"{v}.{m}@{k}": x for v, m, k, x in recall},
+    }
+
+
+def log_run(
+    settings: Settings,
+    run_date: dt.date,
+    recall: list[Figure],
+    als_run_id: str,
+    spark: SparkSession,
+) -> None:
+    """An MLflow run of the stage: yesterday's candidates' recall and the inputs used."""
+    experiment_id = tracking.use_experiment(settings)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{STAGE} {run_date.isoformat()}"):
+        mlflow.set_tags(
+            {
+                tracking.STAGE_TAG: STAGE,
+                tracking.RUN_DATE_TAG: run_date.isoformat(),
+                "recsys.als_run_id": als_run_id,
+            }
+        )
+        mlflow.log_params(
+            {
+                "per_source": dict(settings.candidates.per_source),
+                "active_days": settings.candidates.active_days,
+                "recent_days": settings.candidates.recent_days,
+                "input.clean.events.delta_version": table_version(spark, settings, CLEAN_EVENTS),
+                "input.recs.similar_items.delta_version": table_version(
+                    spark, settings, SIMILAR_ITEMS
+                ),
+            }
+        )
+        mlflow.log_metrics({f"{m}.{v}.at_{k}" if k else f"{m}.{v}": x for v, m, k, x in recall})
