@@ -46,9 +46,8 @@ from recsys_lib.evaluation import (
     recall_at_k,
     relevant_items,
 )
-from recsys_lib.models.als import AlsModel, load_model
+from recsys_lib.models.als import AlsModel, load_model, model_factors
 from recsys_lib.popularity import popular_items
-from recsys_lib.recommend import model_factors
 from recsys_lib.scoring import PURCHASED, score_als
 from recsys_lib.storage import read_partition, read_window, table_version
 from recsys_lib.tables import (

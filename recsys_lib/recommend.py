@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
-import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from recsys_lib import constants as C
 from recsys_lib import quality
 from recsys_lib.config import Settings
-from recsys_lib.models.als import AlsModel, event_weight, load_model, window_bounds
+from recsys_lib.models.als import (
+    AlsModel,
+    event_weight,
+    load_model,
+    model_factors,
+    window_bounds,
+)
 from recsys_lib.scoring import FACTORS, PURCHASED, score_als
 from recsys_lib.storage import read_window, write_partitions
 from recsys_lib.tables import CLEAN_EVENTS, QUALITY_CHECKS, USER_RECOMMENDATIONS
@@ -66,20 +69,6 @@ def user_histories(events: DataFrame) -> DataFrame:
             F.array().cast("array<long>"),
         ).alias(PURCHASED),
     )
-
-
-def model_factors(spark: SparkSession, model: AlsModel) -> DataFrame:
-    """(user_id, factors) of the model as a DataFrame."""
-    frame = pd.DataFrame(
-        {C.USER_ID: model.user_ids, FACTORS: list(model.user_factors.astype(np.float32))}
-    )
-    schema = T.StructType(
-        [
-            T.StructField(C.USER_ID, T.StringType(), False),
-            T.StructField(FACTORS, T.ArrayType(T.FloatType(), False), False),
-        ]
-    )
-    return spark.createDataFrame(frame, schema)
 
 
 def recommendations(

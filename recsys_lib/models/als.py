@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -42,6 +43,7 @@ import mlflow
 from recsys_lib import constants as C
 from recsys_lib import quality, tracking
 from recsys_lib.config import AlsSettings, Settings
+from recsys_lib.scoring import FACTORS
 from recsys_lib.similar import similar_items
 from recsys_lib.storage import read_window, table_version
 from recsys_lib.tables import CLEAN_EVENTS, SIMILAR_ITEMS
@@ -438,6 +440,20 @@ def train_als(spark: SparkSession, settings: Settings, run_date: dt.date) -> dic
         mlflow.log_metrics({k: figures[k] for k in ("similar_seconds", *written)})
     log.info("ALS model %s: %s", model.version, figures)
     return figures
+
+
+def model_factors(spark: SparkSession, model: AlsModel) -> DataFrame:
+    """(user_id, factors) of the model as a DataFrame."""
+    frame = pd.DataFrame(
+        {C.USER_ID: model.user_ids, FACTORS: list(model.user_factors.astype(np.float32))}
+    )
+    schema = T.StructType(
+        [
+            T.StructField(C.USER_ID, T.StringType(), False),
+            T.StructField(FACTORS, T.ArrayType(T.FloatType(), False), False),
+        ]
+    )
+    return spark.createDataFrame(frame, schema)
 
 
 def load_model(settings: Settings, run_date: dt.date) -> tuple[AlsModel, str]:
