@@ -14,11 +14,16 @@ def test_spark_connection_carries_the_configured_master(tmp_path: Path) -> None:
 
 
 def test_submit_properties_ship_delta_and_the_interpreter(tmp_path: Path) -> None:
-    properties = submit_properties(make_settings(tmp_path))
+    settings = make_settings(tmp_path)
+    properties = submit_properties(settings)
     jars = properties["spark.jars"].split(",")
     assert any("delta-spark_4.2_2.13" in j for j in jars)
     assert not any("hadoop-client" in j or "jackson-core" in j for j in jars)  # Spark has them
     assert properties["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert properties["spark.pyspark.python"].endswith("python")
-    assert properties["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
+    java_options = properties["spark.driver.extraJavaOptions"]
+    assert java_options == settings.spark.submit_java_options
+    # C1-only mode shrinks the JIT code cache to 48 MB, which the demo shop fills.
+    assert "-XX:TieredStopAtLevel=1" in java_options
+    assert "-XX:ReservedCodeCacheSize=240m" in java_options
     assert properties["spark.sql.warehouse.dir"].startswith(str(tmp_path))
