@@ -160,6 +160,44 @@ class RecommendSettings:
     top_k: int
     min_history_items: int
     popular_pool: int
+    category_cap: int = 0  # at most this many items of one leaf category per list; 0 = no cap
+    min_user_coverage: float = 0.9  # share of candidate users who must get a list
+    min_row_ratio: float = 0.5  # rows vs yesterday's published partition
+    max_row_ratio: float = 2.0
+
+
+@dataclass(frozen=True)
+class ImportanceSettings:
+    event_values: Mapping[str, float]  # weight of a sample by its label: none, view, cart, purchase
+    recency_half_life_days: float  # halves with each half-life since the user's last event
+    propensity_power: float  # (1 + item views / median views) ** -power; 0 = off
+    learned_power: float  # exponent of the learned component; 0 = off
+    floor: float  # importance never falls below this (it stays in (0, 1])
+    folds: int  # out-of-fold losses of the pilot ranker: folds by user
+    pilot_rounds: int  # boosting rounds of the pilot ranker
+    predictor_rounds: int  # boosting rounds of the loss predictor (a LightGBM regressor)
+    seed: int
+
+
+@dataclass(frozen=True)
+class RankerSettings:
+    registered_model: str  # MLflow Model Registry name
+    train_days: int  # label days of training (before the validation and holdout days)
+    num_boost_round: int
+    early_stopping_rounds: int
+    learning_rate: float
+    num_leaves: int
+    min_child_samples: int
+    feature_fraction: float
+    lambdarank_truncation_level: int
+    seed: int
+    eval_k: tuple[int, ...]  # cut-offs of the holdout evaluation
+    gate_k: int  # the champion gate compares NDCG at this cut-off ...
+    champion_tolerance: float  # ... and promotes when new >= champion - tolerance
+    sample_fraction: float  # share of samples the ranker trains on (importance sampling); 1 = all
+    ablation_fraction: float  # the sampled ablation's share
+    ablations: bool  # also train without importance and on the sampled share
+    max_training_rows: int  # memory bound of the single-node training step
 
 
 @dataclass(frozen=True)
@@ -181,6 +219,8 @@ class Settings:
     bought_together: BoughtTogetherSettings
     popular: PopularSettings
     candidates: CandidateSettings
+    importance: ImportanceSettings
+    ranker: RankerSettings
     recommend: RecommendSettings
 
     def resolve(self, path: str) -> str:

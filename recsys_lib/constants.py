@@ -201,3 +201,85 @@ def source_score(source: str) -> str:
 def source_rank(source: str) -> str:
     """Column of a candidate source's rank (1 = its best) in features.candidates."""
     return f"{source}_rank"
+
+
+# features.training_samples and the ranker.
+LABEL = "label"  # graded relevance of a candidate on the label day
+LABEL_NONE = 0
+LABEL_OF_EVENT = {VIEW: 1, CART: 2, PURCHASE: 3}  # a day's best event decides the label
+MAX_LABEL = 3
+LABEL_DAY = "label_day"
+FEATURES_DATE = "features_date"  # the candidates' day (label day - 1): features as of it
+IMPORTANCE = "importance"  # in (0, 1]: product of the components below (docs/ranker.md)
+EVENT_VALUE_WEIGHT = "event_value_weight"
+RECENCY_WEIGHT = "recency_weight"
+PROPENSITY_WEIGHT = "propensity_weight"
+LEARNED_WEIGHT = "learned_weight"
+IMPORTANCE_COMPONENTS = (EVENT_VALUE_WEIGHT, RECENCY_WEIGHT, PROPENSITY_WEIGHT, LEARNED_WEIGHT)
+SAMPLE_WEIGHT = "sample_weight"  # LightGBM weight of a kept sample (importance / keep prob.)
+KEEP_PROBABILITY = "keep_probability"
+PREDICTED_LOSS = "predicted_loss"
+GROUP = "group"  # a ranking group: user x label day
+
+# Ranking features (all doubles; null = missing, which LightGBM handles).
+USER_FEATURE_SOURCES = (
+    "views_7d",
+    "views_30d",
+    "carts_30d",
+    "purchases_30d",
+    "active_days_90d",
+    "distinct_items_90d",
+    DAYS_SINCE_LAST_EVENT,
+    CART_RATE,
+    PURCHASE_RATE,
+    PRICE_BAND_PCT,
+    RECENCY_SCORE,
+    FREQUENCY_SCORE,
+    MONETARY_SCORE,
+)
+ITEM_FEATURE_SOURCES = (
+    "views_1d",
+    "views_7d",
+    "views_30d",
+    "carts_7d",
+    "carts_30d",
+    "purchases_30d",
+    "users_30d",
+    "trend_7d",
+    CART_RATE,
+    PURCHASE_RATE,
+    AGE_DAYS,
+    PRICE,
+    PRICE_PCT_IN_CATEGORY,
+    AVAILABLE,
+)
+USER_FEATURES = tuple(f"user_{c}" for c in USER_FEATURE_SOURCES)
+ITEM_FEATURES = tuple(f"item_{c}" for c in ITEM_FEATURE_SOURCES)
+CATEGORY_AFFINITY = "category_affinity"  # the user's affinity to the item's leaf category
+TOP_CATEGORY_AFFINITY = "top_category_affinity"  # ... summed over its top-level category
+PRICE_BAND_GAP = "price_band_gap"  # item price percentile - user's price band percentile
+DAYS_SINCE_ITEM_EVENT = "days_since_item_event"  # user's last event on the item (30 days)
+DAYS_SINCE_CATEGORY_EVENT = "days_since_category_event"  # ... on the item's category
+USER_ITEM_VIEWS_30D = "user_item_views_30d"
+USER_ITEM_CARTS_30D = "user_item_carts_30d"
+PAIR_FEATURES = (
+    CATEGORY_AFFINITY,
+    TOP_CATEGORY_AFFINITY,
+    PRICE_BAND_GAP,
+    DAYS_SINCE_ITEM_EVENT,
+    DAYS_SINCE_CATEGORY_EVENT,
+    USER_ITEM_VIEWS_30D,
+    USER_ITEM_CARTS_30D,
+)
+CANDIDATE_FEATURES = (
+    N_SOURCES,
+    UNION_RANK,
+    *[c for s in CANDIDATE_SOURCES for c in (source_score(s), source_rank(s))],
+)
+RANKING_FEATURES = (*CANDIDATE_FEATURES, *PAIR_FEATURES, *USER_FEATURES, *ITEM_FEATURES)
+
+# Variants of the nightly ranker evaluation (ops.model_evaluation, model "ranker").
+RANKER = "ranker"
+RANKER_NO_IMPORTANCE = "ranker_no_importance"
+RANKER_SAMPLED = "ranker_sampled"
+VARIANT_POPULARITY = "popularity"
