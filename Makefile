@@ -45,6 +45,7 @@ bench: setup
 	$(BIN)/python bench/als.py
 	$(BIN)/python bench/als.py --warehouse bench_work/warehouse --date 2015-07-31 --repeat 1
 	$(BIN)/python bench/recall.py
+	$(BIN)/recsys benchmark movielens-100k --data ../shared/data/movielens-100k
 
 lint: setup
 	$(BIN)/ruff check recsys_lib jobs dags tests
