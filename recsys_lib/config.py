@@ -158,8 +158,6 @@ class QualitySettings:
 @dataclass(frozen=True)
 class RecommendSettings:
     top_k: int
-    min_history_items: int
-    popular_pool: int
     category_cap: int = 0  # at most this many items of one leaf category per list; 0 = no cap
     min_user_coverage: float = 0.9  # share of candidate users who must get a list
     min_row_ratio: float = 0.5  # rows vs yesterday's published partition

@@ -17,6 +17,8 @@ NIGHTLY_STAGES = (
     "features",
     "train_als",
     "candidates",
+    "samples",
+    "train_ranker",
     "recommend",
 )
 HISTORY_STAGES = ("ingest", "clean", "aggregate")
@@ -208,9 +210,7 @@ LABEL = "label"  # graded relevance of a candidate on the label day
 LABEL_NONE = 0
 LABEL_OF_EVENT = {VIEW: 1, CART: 2, PURCHASE: 3}  # a day's best event decides the label
 MAX_LABEL = 3
-LABEL_DAY = "label_day"
-FEATURES_DATE = "features_date"  # the candidates' day (label day - 1): features as of it
-IMPORTANCE = "importance"  # in (0, 1]: product of the components below (docs/ranker.md)
+IMPORTANCE = "importance"  # in (0, 1]: product of the components below (docs/importance.md)
 EVENT_VALUE_WEIGHT = "event_value_weight"
 RECENCY_WEIGHT = "recency_weight"
 PROPENSITY_WEIGHT = "propensity_weight"
@@ -218,7 +218,6 @@ LEARNED_WEIGHT = "learned_weight"
 IMPORTANCE_COMPONENTS = (EVENT_VALUE_WEIGHT, RECENCY_WEIGHT, PROPENSITY_WEIGHT, LEARNED_WEIGHT)
 SAMPLE_WEIGHT = "sample_weight"  # LightGBM weight of a kept sample (importance / keep prob.)
 KEEP_PROBABILITY = "keep_probability"
-PREDICTED_LOSS = "predicted_loss"
 GROUP = "group"  # a ranking group: user x label day
 
 # Ranking features (all doubles; null = missing, which LightGBM handles).

@@ -536,17 +536,114 @@ CANDIDATES = TableContract(
 )
 
 
+_PAIR_FEATURE_DOCS = {
+    C.CATEGORY_AFFINITY: "the user's affinity to the item's leaf category (0: not a top category)",
+    C.TOP_CATEGORY_AFFINITY: "the user's affinity summed over the item's top-level category",
+    C.PRICE_BAND_GAP: "item price percentile in its category - the user's price band percentile",
+    C.DAYS_SINCE_ITEM_EVENT: "days since the user's last event on the item (null: none in 30 days)",
+    C.DAYS_SINCE_CATEGORY_EVENT: "days since the user's last event in the item's category "
+    "(null: none in 30 days)",
+    C.USER_ITEM_VIEWS_30D: "the user's views of the item in 30 days",
+    C.USER_ITEM_CARTS_30D: "the user's add-to-carts of the item in 30 days",
+}
+
+
+def _feature_doc(name: str) -> str:
+    if name in _PAIR_FEATURE_DOCS:
+        return _PAIR_FEATURE_DOCS[name]
+    if name in C.USER_FEATURES:
+        return f"features.user_portrait.{name.removeprefix('user_')} of the features date"
+    if name in C.ITEM_FEATURES:
+        return f"features.item_features.{name.removeprefix('item_')} of the features date"
+    return f"features.candidates.{name} of the features date"
+
+
+TRAINING_SAMPLES = TableContract(
+    name="features.training_samples",
+    grain="user x item x label day dt: a candidate of dt - 1 (features as of dt - 1) with its "
+    "label from dt's events (rules: docs/ranker.md)",
+    columns=(
+        _DT,
+        Column(C.USER_ID, T.StringType(), "pseudonymous user id", False),
+        Column(C.ITEM_ID, T.LongType(), "candidate item", False),
+        Column(
+            C.LABEL,
+            T.IntegerType(),
+            "the user's best event on the item on dt: 3 purchase, 2 cart, 1 view, 0 none",
+            False,
+            value_range=(0, C.MAX_LABEL),
+        ),
+        Column(
+            C.IMPORTANCE,
+            T.DoubleType(),
+            "sample importance: product of the four weights below, at least importance.floor",
+            False,
+            value_range=(1e-12, 1.0),
+        ),
+        Column(
+            C.EVENT_VALUE_WEIGHT,
+            T.DoubleType(),
+            "importance.event_values of the label",
+            False,
+            value_range=(1e-12, 1.0),
+        ),
+        Column(
+            C.RECENCY_WEIGHT,
+            T.DoubleType(),
+            "0.5 ** (days since the user's last event / importance.recency_half_life_days)",
+            False,
+            value_range=(1e-300, 1.0),
+        ),
+        Column(
+            C.PROPENSITY_WEIGHT,
+            T.DoubleType(),
+            "inverse popularity: (1 + item views in 30 days / median) ** -propensity_power",
+            False,
+            value_range=(1e-300, 1.0),
+        ),
+        Column(
+            C.LEARNED_WEIGHT,
+            T.DoubleType(),
+            "predicted out-of-fold loss of a pilot ranker, scaled to (0, 1] (1: no predictor yet)",
+            False,
+            value_range=(1e-12, 1.0),
+        ),
+        *(Column(f, T.DoubleType(), _feature_doc(f)) for f in C.RANKING_FEATURES),
+    ),
+    key=(C.DT, C.USER_ID, C.ITEM_ID),
+)
+
+
 USER_RECOMMENDATIONS = TableContract(
     name="recs.user_recommendations",
-    grain="user x rank: the nightly top-k list of a user active in the training window",
+    grain="user x rank: the nightly top-k list of a user with candidates on dt (ranked by the "
+    "champion ranker, audited before it is published)",
     columns=(
         _DT,
         Column(C.USER_ID, T.StringType(), "pseudonymous user id", False),
         Column(C.RANK, T.IntegerType(), "1 = best", False),
         Column(C.ITEM_ID, T.LongType(), "recommended item", False),
-        Column(C.SCORE, T.DoubleType(), "model score (als: dot product; popular: share)", False),
-        Column(C.SOURCE, T.StringType(), "als or popular (fallback for short histories)", False),
-        Column(C.MODEL_VERSION, T.StringType(), "content hash of the ALS model used", False),
+        Column(
+            C.SCORE,
+            T.DoubleType(),
+            "ranker score (higher is better; the union order's 1 / union_rank before a ranker "
+            "exists)",
+            False,
+            value_range=(-1e6, 1e6),
+        ),
+        Column(
+            C.SOURCE,
+            T.StringType(),
+            "the candidate source that ranked the item best",
+            False,
+            accepted=C.CANDIDATE_SOURCES,
+        ),
+        Column(
+            C.MODEL_VERSION,
+            T.StringType(),
+            "recsys-ranker/<registry version> of the champion used, or 'union' (no ranker yet)",
+            False,
+        ),
     ),
     key=(C.DT, C.USER_ID, C.RANK),
 )
@@ -609,6 +706,7 @@ ALL_TABLES: tuple[TableContract, ...] = (
     BOUGHT_TOGETHER,
     POPULAR_ITEMS,
     CANDIDATES,
+    TRAINING_SAMPLES,
     USER_RECOMMENDATIONS,
     QUALITY_CHECKS,
     MODEL_EVALUATION,
