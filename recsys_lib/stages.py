@@ -22,7 +22,9 @@ from recsys_lib.features import features_day
 from recsys_lib.ingest import ingest_events
 from recsys_lib.items import items_day
 from recsys_lib.models.als import train_als
+from recsys_lib.ranking import train_ranker
 from recsys_lib.recommend import recommend_day
+from recsys_lib.samples import samples_day
 from recsys_lib.storage import create_missing_tables, write_partition
 from recsys_lib.tables import STAGE_RUNS
 
@@ -38,6 +40,8 @@ STAGES: dict[str, StageFunction] = {
     "features": features_day,
     "train_als": train_als,
     "candidates": candidates_day,
+    "samples": samples_day,
+    "train_ranker": train_ranker,
     "recommend": recommend_day,
 }
 NIGHTLY = C.NIGHTLY_STAGES

@@ -1,0 +1,6 @@
+"""spark-submit application of the `samples` stage; arguments: --date YYYY-MM-DD."""
+
+from recsys_lib.jobs import main
+
+if __name__ == "__main__":
+    raise SystemExit(main("samples"))
