@@ -1,150 +1,187 @@
-"""Stage ``recommend``: the top-k list of every user active in the training window.
+"""Stage ``recommend``: candidates -> champion ranker -> top k, audited, then published.
 
-Users with at least ``recommend.min_history_items`` distinct items in the window get the ALS
-model's best items (source ``als``); the others get the window's most popular items (source
-``popular``). Items the user purchased in the window are never recommended. Scoring is
-distributed: item factors are broadcast and each partition of users is scored with
-``mapInPandas``. The list is checked before it is written (rule 6).
+Every user with candidates on D gets up to ``recommend.top_k`` items: the candidates scored
+by the registered ``recsys-ranker@champion`` (on the executors, with the model broadcast),
+without the items the user bought in the ALS window, at most ``recommend.category_cap``
+items of one leaf category, best score first (ties by item id). Before the first ranker is
+promoted the candidates' union order ranks them (``model_version`` = ``union``).
+
+The list is written to a staging location, audited (one row per user and rank, no nulls, no
+item twice, no purchased item, ranks and scores in range, user coverage and rows against
+yesterday within bounds) and only then published (``recsys_lib.publish``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib import quality
-from recsys_lib.config import Settings
-from recsys_lib.models.als import (
-    AlsModel,
-    event_weight,
-    load_model,
-    model_factors,
-    window_bounds,
-)
-from recsys_lib.scoring import FACTORS, PURCHASED, score_als
-from recsys_lib.storage import read_window, write_partitions
-from recsys_lib.tables import CLEAN_EVENTS, QUALITY_CHECKS, USER_RECOMMENDATIONS
+from recsys_lib.config import QualitySettings, Settings
+from recsys_lib.publish import publish, stage
+from recsys_lib.ranking import Champion, load_champion, score_frame
+from recsys_lib.samples import features_of_day
+from recsys_lib.storage import read_partition, read_window
+from recsys_lib.tables import CANDIDATES, CLEAN_EVENTS, ITEM_FEATURES, USER_RECOMMENDATIONS
 
-SOURCE_ALS = "als"
-SOURCE_POPULAR = "popular"
+log = logging.getLogger(__name__)
+
+NO_RANKER = "union"
+NO_CATEGORY = -1
 
 
-def popular_items(events: DataFrame, weights: dict[str, float], pool: int) -> DataFrame:
-    """(item_id, score): the ``pool`` items with the largest share of weighted events."""
-    weighted = events.groupBy(C.ITEM_ID).agg(
-        F.sum(event_weight(F.col(C.EVENT_TYPE), weights)).alias(C.SCORE)
-    )
-    total = F.sum(C.SCORE).over(Window.partitionBy())
-    return (
-        weighted.withColumn(C.SCORE, F.col(C.SCORE) / total)
-        .orderBy(F.col(C.SCORE).desc(), F.col(C.ITEM_ID))
-        .limit(pool)
-    )
+def purchased_pairs(events: DataFrame) -> DataFrame:
+    """(user_id, item_id) of every purchase in ``events``."""
+    return events.filter(F.col(C.EVENT_TYPE) == C.PURCHASE).select(C.USER_ID, C.ITEM_ID).distinct()
 
 
-def score_popular(users: DataFrame, popular: DataFrame, k: int) -> DataFrame:
-    """(user_id, rank, item_id, score): popular items minus each user's purchases."""
-    by_rank = Window.partitionBy(C.USER_ID).orderBy(F.col(C.SCORE).desc(), F.col(C.ITEM_ID))
-    return (
-        users.select(C.USER_ID, PURCHASED)
-        .crossJoin(F.broadcast(popular))
-        .filter(~F.array_contains(F.col(PURCHASED), F.col(C.ITEM_ID)))
-        .withColumn(C.RANK, F.row_number().over(by_rank))
-        .filter(F.col(C.RANK) <= k)
-        .select(C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE)
+def best_source(candidates: DataFrame) -> Column:
+    """The source that ranked the candidate best (ties: source order)."""
+    best = F.least(*[F.col(C.source_rank(s)) for s in C.CANDIDATE_SOURCES])
+    chosen = F.lit(None).cast("string")
+    for source in reversed(C.CANDIDATE_SOURCES):
+        chosen = F.when(F.col(C.source_rank(source)) == best, F.lit(source)).otherwise(chosen)
+    return chosen
+
+
+def union_scores(candidates: DataFrame) -> DataFrame:
+    """(user_id, item_id, score) in the union's order: 1 / union_rank."""
+    return candidates.select(
+        C.USER_ID, C.ITEM_ID, (F.lit(1.0) / F.col(C.UNION_RANK)).alias(C.SCORE)
     )
 
 
-def user_histories(events: DataFrame) -> DataFrame:
-    """(user_id, n_items, purchased): distinct items and purchased items per user."""
-    return events.groupBy(C.USER_ID).agg(
-        F.countDistinct(C.ITEM_ID).alias("n_items"),
-        F.coalesce(
-            F.array_sort(
-                F.collect_set(F.when(F.col(C.EVENT_TYPE) == C.PURCHASE, F.col(C.ITEM_ID)))
-            ),
-            F.array().cast("array<long>"),
-        ).alias(PURCHASED),
+def top_k(
+    scored: DataFrame,
+    candidates: DataFrame,
+    categories: DataFrame,
+    purchased: DataFrame,
+    k: int,
+    category_cap: int,
+) -> DataFrame:
+    """(user_id, rank, item_id, score, source): the best ``k`` scored candidates per user
+    that the user did not buy, at most ``category_cap`` per leaf category (0: no cap)."""
+    by_score = [F.desc(C.SCORE), F.asc(C.ITEM_ID)]
+    rows = (
+        scored.join(purchased, [C.USER_ID, C.ITEM_ID], "left_anti")
+        .join(
+            candidates.select(C.USER_ID, C.ITEM_ID, best_source(candidates).alias(C.SOURCE)),
+            [C.USER_ID, C.ITEM_ID],
+        )
+        .join(categories, C.ITEM_ID, "left")
+        .withColumn(C.CATEGORY_ID, F.coalesce(C.CATEGORY_ID, F.lit(NO_CATEGORY)))
     )
+    if category_cap > 0:
+        in_category = Window.partitionBy(C.USER_ID, C.CATEGORY_ID).orderBy(*by_score)
+        rows = rows.withColumn("_n", F.row_number().over(in_category)).filter(
+            F.col("_n") <= category_cap
+        )
+    ranked = rows.withColumn(
+        C.RANK, F.row_number().over(Window.partitionBy(C.USER_ID).orderBy(*by_score))
+    )
+    return ranked.filter(F.col(C.RANK) <= k).select(C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE)
 
 
 def recommendations(
-    spark: SparkSession, settings: Settings, run_date: dt.date, model: AlsModel, version: str
+    spark: SparkSession, settings: Settings, run_date: dt.date, champion: Champion | None
 ) -> DataFrame:
-    """The full ``recs.user_recommendations`` partition for ``run_date``."""
-    first, last = window_bounds(run_date, settings.als.window_days)
-    events = read_window(spark, settings, CLEAN_EVENTS, first, last)
-    weights = dict(settings.als.event_weights)
-    k = settings.recommend.top_k
-    histories = user_histories(events).join(model_factors(spark, model), C.USER_ID, "left")
-    with_history = F.col("n_items") >= settings.recommend.min_history_items
-    als_users = histories.filter(with_history & F.col(FACTORS).isNotNull())
-    fallback_users = histories.filter(~(with_history & F.col(FACTORS).isNotNull()))
-    popular = popular_items(events, weights, settings.recommend.popular_pool).cache()
-    als = score_als(als_users, model, k).withColumn(C.SOURCE, F.lit(SOURCE_ALS))
-    fallback = score_popular(fallback_users, popular, k).withColumn(C.SOURCE, F.lit(SOURCE_POPULAR))
+    """The ``recs.user_recommendations`` partition of ``run_date`` (not yet audited)."""
+    candidates = read_partition(spark, settings, CANDIDATES, run_date)
+    if champion is None:
+        scored, version = union_scores(candidates), NO_RANKER
+    else:
+        features = features_of_day(spark, settings, run_date)
+        scored, version = score_frame(features, champion.ranker), champion.label
+    categories = read_partition(spark, settings, ITEM_FEATURES, run_date).select(
+        C.ITEM_ID, C.CATEGORY_ID
+    )
+    rec = settings.recommend
     return (
-        als.unionByName(fallback)
+        top_k(
+            scored,
+            candidates,
+            categories,
+            purchases(spark, settings, run_date),
+            rec.top_k,
+            rec.category_cap,
+        )
         .withColumn(C.DT, F.lit(run_date))
         .withColumn(C.MODEL_VERSION, F.lit(version))
     )
 
 
-def audit(recs: DataFrame, k: int) -> list[quality.Check]:
-    """Checks of a recommendation set: keys unique, nothing null, ranks and scores in range."""
+def purchases(spark: SparkSession, settings: Settings, run_date: dt.date) -> DataFrame:
+    """Items each user bought in the ALS window ending ``run_date`` (never recommended)."""
+    first = run_date - dt.timedelta(days=settings.als.window_days - 1)
+    return purchased_pairs(read_window(spark, settings, CLEAN_EVENTS, first, run_date))
+
+
+def audit(
+    staged: DataFrame,
+    purchased: DataFrame,
+    candidate_users: int,
+    yesterday_rows: int,
+    settings: Settings,
+) -> list[quality.Check]:
+    """Checks of a staged recommendation set (see the module docstring)."""
+    rec = settings.recommend
     table = USER_RECOMMENDATIONS.name
-    stats = recs.agg(
-        F.count(F.lit(1)).alias("rows"),
+    limits = QualitySettings(min_row_ratio=rec.min_row_ratio, max_row_ratio=rec.max_row_ratio)
+    checks = quality.contract_checks(staged, USER_RECOMMENDATIONS, yesterday_rows, limits)
+    stats = staged.agg(
         F.countDistinct(C.USER_ID).alias("users"),
-        F.countDistinct(C.USER_ID, C.RANK).alias("keys"),
-        F.sum(
-            F.when(
-                F.col(C.USER_ID).isNull() | F.col(C.ITEM_ID).isNull() | F.col(C.SCORE).isNull(),
-                1,
-            ).otherwise(0)
-        ).alias("nulls"),
-        F.sum(F.when((F.col(C.RANK) < 1) | (F.col(C.RANK) > k), 1).otherwise(0)).alias("bad_ranks"),
-        F.sum(
-            F.when(
-                F.isnan(C.SCORE) | F.col(C.SCORE).isin(float("inf"), float("-inf")), 1
-            ).otherwise(0)
+        F.count(F.when((F.col(C.RANK) < 1) | (F.col(C.RANK) > rec.top_k), 1)).alias("bad_ranks"),
+        F.count(
+            F.when(F.isnan(C.SCORE) | F.col(C.SCORE).isin(float("inf"), float("-inf")), 1)
         ).alias("bad_scores"),
     ).first()
     assert stats is not None
-    duplicate_items = recs.groupBy(C.USER_ID, C.ITEM_ID).count().filter(F.col("count") > 1).count()
+    duplicate_items = (
+        staged.groupBy(C.USER_ID, C.ITEM_ID).count().filter(F.col("count") > 1).count()
+    )
+    bought = staged.join(purchased, [C.USER_ID, C.ITEM_ID]).count()
+    coverage = stats["users"] / candidate_users if candidate_users else 0.0
     return [
-        quality.measure(table, "rows", stats["rows"]),
+        *checks,
         quality.measure(table, "users", stats["users"]),
-        quality.at_least(table, "rows_present", stats["rows"], 1),
-        quality.equals(table, "duplicate_user_rank", stats["rows"] - stats["keys"], 0),
         quality.equals(table, "duplicate_user_item", duplicate_items, 0),
-        quality.equals(table, "null_values", stats["nulls"] or 0, 0),
-        quality.equals(table, "rank_out_of_range", stats["bad_ranks"] or 0, 0),
-        quality.equals(table, "non_finite_scores", stats["bad_scores"] or 0, 0),
+        quality.equals(table, "purchased_items", bought, 0),
+        quality.equals(table, "rank_out_of_range", stats["bad_ranks"], 0),
+        quality.equals(table, "non_finite_scores", stats["bad_scores"], 0),
+        quality.at_least(table, "user_coverage", coverage, rec.min_user_coverage),
     ]
 
 
 def recommend_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
-    """Stage ``recommend``: score, audit, then publish ``recs.user_recommendations``."""
-    model, _run_id = load_model(settings, run_date)
-    recs = recommendations(spark, settings, run_date, model, model.version).cache()
-    checks = audit(recs, settings.recommend.top_k)
-    quality.raise_on_failure(checks)
-    write_partitions(
+    """Stage ``recommend``: rank, stage, audit, publish ``recs.user_recommendations``."""
+    candidates = read_partition(spark, settings, CANDIDATES, run_date)
+    candidate_users = candidates.select(C.USER_ID).distinct().count()
+    if candidate_users == 0:
+        raise RuntimeError(f"features.candidates has no rows for {run_date}: run `candidates`")
+    champion = load_champion(settings)
+    if champion is None:
+        log.warning(
+            "no %s@champion yet: ranking by the candidates' union order",
+            settings.ranker.registered_model,
+        )
+    staged = stage(
         spark,
         settings,
-        [
-            (USER_RECOMMENDATIONS, recs, {}),
-            (
-                QUALITY_CHECKS,
-                quality.checks_frame(spark, checks, run_date),
-                {C.TABLE_NAME: USER_RECOMMENDATIONS.name},
-            ),
-        ],
+        USER_RECOMMENDATIONS,
+        recommendations(spark, settings, run_date, champion),
         run_date,
     )
-    recs.unpersist()
-    return {c.name: c.value for c in checks if c.threshold is None}
+    yesterday = run_date - dt.timedelta(days=1)
+    yesterday_rows = read_partition(spark, settings, USER_RECOMMENDATIONS, yesterday).count()
+    checks = audit(
+        staged, purchases(spark, settings, run_date), candidate_users, yesterday_rows, settings
+    )
+    publish(spark, settings, USER_RECOMMENDATIONS, staged, checks, run_date)
+    return {
+        "ranked_by_champion": 0.0 if champion is None else 1.0,
+        **{f"{c.name}": c.value for c in checks if c.threshold is None and "." not in c.name},
+    }
