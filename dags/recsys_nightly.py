@@ -1,5 +1,6 @@
 """recsys_nightly: ingest -> clean -> aggregate -> items -> features -> train_als -> candidates
--> recommend, one spark-submit per stage (recsys_lib.constants.NIGHTLY_STAGES).
+-> samples -> train_ranker -> recommend, one spark-submit per stage
+(recsys_lib.constants.NIGHTLY_STAGES).
 
 The run with logical date D processes the events of day D (UTC) and writes every output
 partition dt = D. The scheduler starts it once D has ended (its data interval is [D, D+1)).

@@ -163,8 +163,11 @@ def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+DEMO_NIGHTS = 3
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """Generate a shop, backfill its history, run one night in-process and the DAG for its
+    """Generate a shop, backfill its history, run three nights in-process and the DAG for its
     last day, summarise."""
     from recsys_lib.generator import generate_shop
     from recsys_lib.summary import summary
@@ -174,14 +177,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     shop = generate_shop(out, "default", scale=args.scale, days=args.days, seed=args.seed)
     print(f"[demo] generated {shop.total_rows} event rows, {shop.days} days -> {out}/")
     first, last = shop.first_day, shop.last_day
-    before = last - dt.timedelta(days=1)
-    history = days(first, before - dt.timedelta(days=1))
+    # Whole nights for the three days before the last: the Airflow night then has samples
+    # of three label days (training, validation, holdout) and trains the first ranker.
+    nights = days(last - dt.timedelta(days=DEMO_NIGHTS), last - dt.timedelta(days=1))
+    history = days(first, nights[0] - dt.timedelta(days=1))
     print(f"[demo] backfilling {'+'.join(HISTORY_STAGES)} for {history[0]} .. {history[-1]}")
     run_days(settings, HISTORY_STAGES, history)
-    # A whole night before the last day gives yesterday's candidates, whose recall on the
-    # last day's events the summary shows.
-    print(f"[demo] nightly stages in-process for {before}")
-    run_days(settings, NIGHTLY_STAGES, [before])
+    print(f"[demo] nightly stages in-process for {nights[0]} .. {nights[-1]}")
+    run_days(settings, NIGHTLY_STAGES, nights)
     print(f"[demo] airflow dags test recsys_nightly {last}")
     airflow_dags_test(settings, last)
     print(summary(settings, last))
@@ -196,6 +199,17 @@ def cmd_docs_tables(args: argparse.Namespace, settings: Settings) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(tables_markdown())
     print(f"wrote {target}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a published benchmark's protocol on our algorithms and print its table."""
+    from recsys_lib.movielens import format_report, run_benchmark
+    from recsys_lib.spark import get_spark
+
+    spark = get_spark(settings)
+    result = run_benchmark(spark, settings, Path(args.data), k=args.k, seed=args.seed)
+    print(format_report(result))
     return 0
 
 
@@ -243,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=10, help="days of history to generate")
     p.add_argument("--scale", type=float, default=0.5, help="size of the default shop")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("benchmark", help="a published benchmark's protocol on our algorithms")
+    p.add_argument("dataset", choices=["movielens-100k"])
+    p.add_argument("--data", required=True, help="folder with u.data[.gz], u.user, u.item ...")
+    p.add_argument("--k", type=int, default=10, help="length of the recommendation lists")
+    p.add_argument("--seed", type=int, default=42, help="seed of the stratified split")
+    p.set_defaults(func=cmd_benchmark)
 
     sub.add_parser("setup-jars", help="resolve the Delta jars into the local cache").set_defaults(
         func=cmd_setup_jars

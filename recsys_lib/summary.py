@@ -11,9 +11,12 @@ from recsys_lib import constants as C
 from recsys_lib import tracking
 from recsys_lib.candidates import MODEL_NAME as CANDIDATE_MODEL
 from recsys_lib.config import Settings
-from recsys_lib.evaluation import RECALL
+from recsys_lib.evaluation import NDCG, NO_CUT_OFF, RECALL
 from recsys_lib.models.als import STAGE as ALS_STAGE
 from recsys_lib.models.categories import MODEL_NAME as COMPLETION_MODEL
+from recsys_lib.ranking import MODEL_NAME as RANKER_MODEL
+from recsys_lib.ranking import PROMOTED, TRAIN_ROWS, TRAIN_SECONDS, load_champion
+from recsys_lib.ranking import STAGE as RANKER_STAGE
 from recsys_lib.spark import get_spark
 from recsys_lib.storage import read_table, register_tables, table_path
 from recsys_lib.tables import (
@@ -94,6 +97,43 @@ def candidate_lines(spark: SparkSession, settings: Settings, run_date: dt.date) 
     return lines
 
 
+def ranker_lines(spark: SparkSession, settings: Settings, run_date: dt.date) -> list[str]:
+    """Lines on the night's ranker: holdout NDCG and recall of every variant, the gate."""
+    figures = {
+        (r[C.VARIANT], r[C.METRIC], r[C.K]): r[C.VALUE]
+        for r in read_table(spark, settings, MODEL_EVALUATION)
+        .filter((F.col(C.DT) == run_date) & (F.col(C.MODEL) == RANKER_MODEL))
+        .collect()
+    }
+    champion = load_champion(settings)
+    held_by = champion.version if champion else "none yet (lists in the union order)"
+    lines = ["", f"ranker: champion {held_by}"]
+    if not figures:
+        lines.append("  not trained this night (it needs three label days of samples)")
+        return lines
+    stage_figures = (
+        read_table(spark, settings, STAGE_RUNS)
+        .filter((F.col(C.DT) == run_date) & (F.col(C.STAGE) == RANKER_STAGE))
+        .select(C.FIGURES)
+        .first()
+    )
+    seconds_of = dict(stage_figures[0] or {}) if stage_figures else {}
+    promoted = figures.get((C.RANKER, PROMOTED, NO_CUT_OFF)) == 1.0
+    lines.append(f"  tonight's ranker {'promoted' if promoted else 'NOT promoted (kept)'}")
+    k, gate_k = max(settings.ranker.eval_k), settings.ranker.gate_k
+    lines.append(f"  holdout (this day's events)   NDCG@{gate_k}  recall@{k}  train s  rows")
+    variants = sorted({v for v, m, _ in figures if m == NDCG})
+    for variant in sorted(variants, key=lambda v: -figures.get((v, NDCG, gate_k), 0.0)):
+        seconds = seconds_of.get(f"{variant}.{TRAIN_SECONDS}")
+        rows = figures.get((variant, TRAIN_ROWS, NO_CUT_OFF))
+        lines.append(
+            f"    {variant:<26} {figures.get((variant, NDCG, gate_k), float('nan')):7.4f}"
+            f"  {figures.get((variant, RECALL, k), float('nan')):9.4f}"
+            + (f"  {seconds:7.1f}  {rows:,.0f}" if seconds is not None and rows else "")
+        )
+    return lines
+
+
 def summary(settings: Settings, run_date: dt.date, sample_users: int = 3) -> str:
     """Text report of the run for ``run_date``."""
     spark = get_spark(settings)
@@ -121,10 +161,13 @@ def summary(settings: Settings, run_date: dt.date, sample_users: int = 3) -> str
         items = ", ".join(f"{r[C.ITEM_ID]} ({r[C.SCORE]:.3f})" for r in top.collect())
         source = top.select(C.SOURCE).first()
         lines.append(f"  {user[:12]}… [{source[0] if source else '?'}] {items}")
+    versions = recs.select(C.MODEL_VERSION).distinct().collect()
+    lines.append("  ranked by: " + ", ".join(sorted(r[0] for r in versions)))
     by_source = recs.groupBy(C.SOURCE).count().orderBy(C.SOURCE).collect()
     lines.append("  rows by source: " + ", ".join(f"{r[0]}={r[1]}" for r in by_source))
     lines += portraits_and_items(spark, settings, run_date)
     lines += candidate_lines(spark, settings, run_date)
+    lines += ranker_lines(spark, settings, run_date)
     try:
         run = tracking.latest_run(settings, ALS_STAGE, run_date)
         lines += [
@@ -143,5 +186,5 @@ def summary(settings: Settings, run_date: dt.date, sample_users: int = 3) -> str
         .collect()
     )
     lines += ["", "stage wall times (last run of each stage for this dt):"]
-    lines += [f"  {r[C.STAGE]:<10} {r[C.SECONDS]:7.1f}s" for r in timings]
+    lines += [f"  {r[C.STAGE]:<13} {r[C.SECONDS]:7.1f}s" for r in timings]
     return "\n".join(lines)

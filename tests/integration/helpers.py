@@ -24,6 +24,7 @@ from recsys_lib.tables import (
     RAW_EVENTS,
     RAW_ITEMS,
     SIMILAR_ITEMS,
+    TRAINING_SAMPLES,
     USER_DAILY,
     USER_ITEM_DAILY,
     USER_PORTRAIT,
@@ -35,6 +36,18 @@ OUTPUT_TABLES = (
     *(t for t in ALL_TABLES if t.schema_name in {"clean", "features", "recs"}),
     MODEL_EVALUATION,
 )
+# Fewer candidates and boosting rounds than production: the rules are the same, the night
+# is shorter (the integration tests pass them to
+# in-process settings and, as variables, to the Airflow tasks).
+SMALL_MODELS = {
+    "RECSYS__CANDIDATES__PER_SOURCE__ALS": "60",
+    "RECSYS__CANDIDATES__PER_SOURCE__SIMILAR": "40",
+    "RECSYS__RANKER__NUM_BOOST_ROUND": "60",
+    "RECSYS__RANKER__EARLY_STOPPING_ROUNDS": "10",
+    "RECSYS__IMPORTANCE__PILOT_ROUNDS": "15",
+    "RECSYS__IMPORTANCE__PREDICTOR_ROUNDS": "30",
+}
+
 # Tables holding user ids, which must all be pseudonyms.
 USER_TABLES = tuple(t for t in OUTPUT_TABLES if C.USER_ID in t.column_names)
 
@@ -160,7 +173,16 @@ def assert_recommendations_sound(
     assert recs.groupBy(C.DT, C.USER_ID, C.RANK).count().filter("count > 1").count() == 0
     assert recs.groupBy(C.USER_ID, C.ITEM_ID).count().filter("count > 1").count() == 0
     assert recs.filter((F.col(C.RANK) < 1) | (F.col(C.RANK) > top_k)).count() == 0
-    assert set(r[0] for r in recs.select(C.SOURCE).distinct().collect()) <= {"als", "popular"}
+    assert {r[0] for r in recs.select(C.SOURCE).distinct().collect()} <= set(C.CANDIDATE_SOURCES)
+    candidates = read_table(spark, settings, CANDIDATES).filter(F.col(C.DT) == day)
+    assert recs.join(candidates, [C.USER_ID, C.ITEM_ID], "left_anti").count() == 0
+    users = candidates.select(C.USER_ID).distinct().count()
+    assert recs.select(C.USER_ID).distinct().count() >= settings.recommend.min_user_coverage * users
+    categories = read_table(spark, settings, ITEM_FEATURES).filter(F.col(C.DT) == day)
+    per_category = recs.join(categories.select(C.ITEM_ID, C.CATEGORY_ID), C.ITEM_ID).groupBy(
+        C.USER_ID, C.CATEGORY_ID
+    )
+    assert per_category.count().agg(F.max("count")).first()[0] <= settings.recommend.category_cap
     purchases = (
         read_table(spark, settings, CLEAN_EVENTS)
         .filter((F.col(C.DT) <= day) & (F.col(C.EVENT_TYPE) == C.PURCHASE))
@@ -183,3 +205,60 @@ def assert_no_raw_user_ids(spark: SparkSession, settings: Settings) -> None:
         ids = frame.select(C.USER_ID).filter(F.col(C.USER_ID).isNotNull())
         assert ids.filter(~F.col(C.USER_ID).rlike("^[0-9a-f]{64}$")).count() == 0, table.name
         assert ids.join(raw_ids, ids[C.USER_ID] == raw_ids["raw_id"]).count() == 0, table.name
+
+
+def assert_samples_labelled(spark: SparkSession, settings: Settings, day: dt.date) -> DataFrame:
+    """The day's training samples are exactly yesterday's candidates, labelled by the day's
+    events, with importance in (0, 1]."""
+    samples = read_table(spark, settings, TRAINING_SAMPLES).filter(F.col(C.DT) == day)
+    candidates = read_table(spark, settings, CANDIDATES).filter(
+        F.col(C.DT) == day - dt.timedelta(days=1)
+    )
+    keys = [C.USER_ID, C.ITEM_ID]
+    assert samples.count() == candidates.count() > 0
+    assert samples.join(candidates, keys, "left_anti").count() == 0
+    touched = (
+        read_table(spark, settings, CLEAN_EVENTS)
+        .filter(F.col(C.DT) == day)
+        .select(*keys)
+        .distinct()
+    )
+    positives = samples.filter(F.col(C.LABEL) > 0)
+    assert positives.count() == samples.join(touched, keys).count() > 0
+    stats = samples.agg(F.min(C.IMPORTANCE), F.max(C.IMPORTANCE)).first()
+    assert 0 < stats[0] <= stats[1] <= 1
+    return samples
+
+
+def assert_ranked_by_the_champion(
+    spark: SparkSession, settings: Settings, day: dt.date
+) -> dict[tuple[str, str, int], float]:
+    """The night trained and evaluated the ranker and its variants, a champion exists, and
+    the day's recommendations were ranked by it. Returns the night's ranker figures."""
+    from recsys_lib.ranking import MODEL_NAME, load_champion
+
+    champion = load_champion(settings)
+    assert champion is not None
+    recs = read_table(spark, settings, USER_RECOMMENDATIONS).filter(F.col(C.DT) == day)
+    assert [r[0] for r in recs.select(C.MODEL_VERSION).distinct().collect()] == [champion.version]
+    figures = {
+        (r[C.VARIANT], r[C.METRIC], r[C.K]): r[C.VALUE]
+        for r in read_table(spark, settings, MODEL_EVALUATION)
+        .filter((F.col(C.DT) == day) & (F.col(C.MODEL) == MODEL_NAME))
+        .collect()
+    }
+    variants = {v for v, m, _ in figures if m == "ndcg"}
+    expected = {
+        C.RANKER,
+        C.RANKER_NO_IMPORTANCE,
+        C.RANKER_SAMPLED,
+        C.VARIANT_POPULARITY,
+        C.SOURCE_UNION,
+        *C.CANDIDATE_SOURCES,
+    }
+    assert expected <= variants, variants
+    for k in settings.ranker.eval_k:
+        assert 0 <= figures[(C.RANKER, "ndcg", k)] <= 1
+    full = figures[(C.RANKER, "train_rows", 0)]
+    assert figures[(C.RANKER_SAMPLED, "train_rows", 0)] < full
+    return figures

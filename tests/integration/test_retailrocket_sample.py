@@ -1,5 +1,6 @@
-"""The pipeline on three days of the real RetailRocket sample (a day with a real duplicate):
-the history stages for the first, two nights, then the first night again."""
+"""The pipeline on five days of the real RetailRocket sample (a day with a real duplicate):
+the history stages for the first, four nights (the last trains and serves a ranker), then
+the first night again."""
 
 from __future__ import annotations
 
@@ -12,17 +13,20 @@ from recsys_lib.cli import days, run_days
 from recsys_lib.stages import HISTORY_STAGES, NIGHTLY
 from tests.conftest import RR_SAMPLE, RR_TREE, make_settings
 from tests.integration.helpers import (
+    SMALL_MODELS,
     assert_candidates_filled,
     assert_features_filled,
     assert_no_raw_user_ids,
+    assert_ranked_by_the_champion,
     assert_recommendations_sound,
     assert_reconciled,
+    assert_samples_labelled,
     snapshot,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-FIRST, LAST = dt.date(2015, 7, 9), dt.date(2015, 7, 11)
+FIRST, LAST = dt.date(2015, 7, 9), dt.date(2015, 7, 13)
 SPARSE = (C.SOURCE_BOUGHT_TOGETHER,)
 
 
@@ -35,6 +39,7 @@ def test_three_real_days_then_a_rerun(spark, tmp_path) -> None:
         INPUT__EVENTS_PATH=str(RR_SAMPLE),
         INPUT__ITEM_PROPERTIES_PATH="",
         INPUT__CATEGORY_TREE_PATH=str(RR_TREE),
+        **{k.removeprefix("RECSYS__"): v for k, v in SMALL_MODELS.items()},
     )
     run_days(settings, HISTORY_STAGES, [FIRST])
     nights = days(FIRST + dt.timedelta(days=1), LAST)
@@ -56,6 +61,10 @@ def test_three_real_days_then_a_rerun(spark, tmp_path) -> None:
         spark, settings, nights[1], recall_measured=True, may_find_nothing=SPARSE
     )
     print("recall of the first night's candidates on the second:", sorted(recall.items()))
+    for day in nights[1:]:
+        assert_samples_labelled(spark, settings, day)
+    figures = assert_ranked_by_the_champion(spark, settings, LAST)
+    print("ranker holdout figures:", sorted(figures.items()))
     assert duplicates == 1  # the sample's exact duplicate of 2015-07-10
     assert_no_raw_user_ids(spark, settings)
     before = snapshot(spark, settings)
