@@ -36,7 +36,7 @@ import mlflow.lightgbm
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -651,8 +651,3 @@ def feature_importance_plot(importance: pd.DataFrame, path: Path) -> Path:
     plt.close(fig)
     return path
 
-
-def ranked_lists(scored: DataFrame, k: int) -> DataFrame:
-    """(user_id, item_id, score, rank): the best ``k`` per user by score, then item id."""
-    order = Window.partitionBy(C.USER_ID).orderBy(F.desc(C.SCORE), F.asc(C.ITEM_ID))
-    return scored.withColumn(C.RANK, F.row_number().over(order)).filter(F.col(C.RANK) <= k)
