@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from mlflow.entities import Run
@@ -17,6 +18,8 @@ MODEL_VERSION_TAG = "recsys.model_version"
 
 def use_experiment(settings: Settings) -> str:
     """Point MLflow at the configured store; create the experiment if needed. Returns its id."""
+    # A progress bar per artifact download floods the nightly logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
