@@ -35,6 +35,7 @@ import lightgbm as lgb
 import mlflow.lightgbm
 import numpy as np
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -81,6 +82,9 @@ STAGE = "train_ranker"
 MODEL_NAME = "ranker"  # ops.model_evaluation.model
 CHAMPION = "champion"
 CONTENT_HASH_TAG = "recsys.content_hash"
+PROMOTED_FOR_TAG = "recsys.promoted_for"  # the night (run date) that gave a version the alias
+PREVIOUS_CHAMPION_TAG = "recsys.previous_champion"  # the version that held it before
+NO_CHAMPION = "none"
 PREDICTOR_ARTIFACT = "loss_predictor"
 MODEL_ARTIFACT = "ranker"
 TRAIN_SECONDS = "train_seconds"
@@ -117,16 +121,11 @@ class Ranker:
 
 @dataclass(frozen=True)
 class Champion:
-    """The registered version that holds the alias ``champion``."""
+    """A registered version that holds (or held) the alias ``champion``."""
 
     ranker: Ranker
-    version: str
-    run_id: str
-
-    @property
-    def label(self) -> str:
-        """``model_version`` of the recommendations it ranks (e.g. ``recsys-ranker/3``)."""
-        return self.version
+    version: str  # ``model_version`` of the recommendations it ranks: recsys-ranker/3
+    number: str  # its registry version: 3
 
 
 # ---------------------------------------------------------------- days and samples
@@ -343,18 +342,39 @@ def client(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.tracking_uri)
 
 
-def load_champion(settings: Settings) -> Champion | None:
-    """The model version with the alias ``champion``, or None before the first promotion."""
+def load_champion(
+    settings: Settings, as_of: dt.date | None = None, *, before_night: bool = False
+) -> Champion | None:
+    """The version with the alias ``champion`` (None before the first promotion).
+
+    With ``as_of``, the version that held the alias at the end of night ``as_of`` (at its
+    start with ``before_night``): versions promoted by later nights are stepped back through
+    along their ``recsys.previous_champion`` tags, so a rerun of a past night sees the
+    champion that night saw."""
     mlflow_client = client(settings)
     name = settings.ranker.registered_model
     try:
-        version = mlflow_client.get_model_version_by_alias(name, CHAMPION)
+        version: ModelVersion | None = mlflow_client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
+    while version is not None and as_of is not None:
+        promoted_for = version.tags.get(PROMOTED_FOR_TAG)
+        night = as_of.isoformat()
+        if (
+            promoted_for is None
+            or promoted_for < night
+            or (promoted_for == night and not before_night)
+        ):
+            break
+        previous = version.tags.get(PREVIOUS_CHAMPION_TAG, NO_CHAMPION)
+        version = (
+            None if previous == NO_CHAMPION else mlflow_client.get_model_version(name, previous)
+        )
+    if version is None:
+        return None
     booster = mlflow.lightgbm.load_model(f"models:/{name}/{version.version}")
-    text = booster.model_to_string()
-    features = tuple(booster.feature_name())
-    return Champion(Ranker(text, features), f"{name}/{version.version}", version.run_id or "")
+    ranker = Ranker(booster.model_to_string(), tuple(booster.feature_name()))
+    return Champion(ranker, f"{name}/{version.version}", str(version.version))
 
 
 def register(settings: Settings, ranker: Ranker, run_id: str) -> str:
@@ -394,8 +414,11 @@ def apply_gate(
     new_ndcg: float,
     champion: Champion | None,
     champion_ndcg: float | None,
+    run_date: dt.date,
 ) -> bool:
-    """Move the alias ``champion`` to ``version`` if it passes the gate; log the decision."""
+    """Give ``version`` the alias ``champion`` if it passes the gate against ``champion`` (the
+    champion at the start of night ``run_date``); log the decision. A rerun of a past night
+    never takes the alias from a version a later night promoted."""
     ranker = settings.ranker
     name = ranker.registered_model
     if not gate(new_ndcg, champion_ndcg, ranker.champion_tolerance):
@@ -413,7 +436,26 @@ def apply_gate(
             champion.version,
         )
         return False
-    client(settings).set_registered_model_alias(name, CHAMPION, version)
+    mlflow_client = client(settings)
+    current = load_champion(settings)
+    if current is not None:
+        holder = mlflow_client.get_model_version(name, current.number)
+        later = holder.tags.get(PROMOTED_FOR_TAG, "") > run_date.isoformat()
+        if later and current.number != version:
+            log.warning(
+                "%s version %s passed the gate of past night %s, but %s was promoted by a "
+                "later night and stays the champion",
+                name,
+                version,
+                run_date,
+                current.version,
+            )
+            return False
+    mlflow_client.set_model_version_tag(name, version, PROMOTED_FOR_TAG, run_date.isoformat())
+    mlflow_client.set_model_version_tag(
+        name, version, PREVIOUS_CHAMPION_TAG, champion.number if champion else NO_CHAMPION
+    )
+    mlflow_client.set_registered_model_alias(name, CHAMPION, version)
     log.info(
         "%s version %s is the champion (holdout NDCG@%d %.4f; previous champion %s)",
         name,
@@ -515,7 +557,7 @@ def train_ranker(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
         valid = samples[samples[C.DT] == valid_day]
         holdout = samples[samples[C.DT] == holdout_day]
         trained = train_variants(train, valid, settings)
-        champion = load_champion(settings)
+        champion = load_champion(settings, run_date, before_night=True)
         k = max(ranker_settings.eval_k)
         model_lists = [
             top_lists(holdout, r.predict(holdout), v, k) for v, (r, _) in trained.items()
@@ -535,7 +577,7 @@ def train_ranker(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
         new_ndcg = value_of(evaluation, C.RANKER, NDCG, gate_k) or 0.0
         champion_ndcg = value_of(evaluation, CHAMPION, NDCG, gate_k) if champion else None
         version = register(settings, new_ranker, run.info.run_id)
-        promoted = apply_gate(settings, version, new_ndcg, champion, champion_ndcg)
+        promoted = apply_gate(settings, version, new_ndcg, champion, champion_ndcg, run_date)
         evaluation.append((C.RANKER, PROMOTED, NO_CUT_OFF, 1.0 if promoted else 0.0))
         log_evaluation(settings, evaluation, trained, version, promoted, champion)
         mlflow.log_metrics(
@@ -650,4 +692,3 @@ def feature_importance_plot(importance: pd.DataFrame, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
-

@@ -95,7 +95,7 @@ def recommendations(
         scored, version = union_scores(candidates), NO_RANKER
     else:
         features = features_of_day(spark, settings, run_date)
-        scored, version = score_frame(features, champion.ranker), champion.label
+        scored, version = score_frame(features, champion.ranker), champion.version
     categories = read_partition(spark, settings, ITEM_FEATURES, run_date).select(
         C.ITEM_ID, C.CATEGORY_ID
     )
@@ -162,7 +162,8 @@ def recommend_day(spark: SparkSession, settings: Settings, run_date: dt.date) ->
     candidate_users = candidates.select(C.USER_ID).distinct().count()
     if candidate_users == 0:
         raise RuntimeError(f"features.candidates has no rows for {run_date}: run `candidates`")
-    champion = load_champion(settings)
+    # The champion of that night: a rerun of a past night ranks as that night did.
+    champion = load_champion(settings, run_date)
     if champion is None:
         log.warning(
             "no %s@champion yet: ranking by the candidates' union order",

@@ -105,7 +105,7 @@ def ranker_lines(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
         .filter((F.col(C.DT) == run_date) & (F.col(C.MODEL) == RANKER_MODEL))
         .collect()
     }
-    champion = load_champion(settings)
+    champion = load_champion(settings, run_date)
     held_by = champion.version if champion else "none yet (lists in the union order)"
     lines = ["", f"ranker: champion {held_by}"]
     if not figures:

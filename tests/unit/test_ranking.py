@@ -80,16 +80,31 @@ def test_worse_ranker_is_not_promoted_a_better_one_is_and_reruns_reuse_versions(
             versions.append(register(settings, ranker, run.info.run_id))
     assert versions == ["1", "2", "3", "1"]  # the same model again reuses its version
 
-    assert apply_gate(settings, "1", 0.40, None, None)  # the first run promotes
+    night = dt.date(2026, 3, 10)
+    assert apply_gate(settings, "1", 0.40, None, None, night)  # the first run promotes
     champion = load_champion(settings)
     assert champion is not None and champion.version == f"{settings.ranker.registered_model}/1"
     holdout = _samples(9)
     assert np.allclose(champion.ranker.predict(holdout), first.predict(holdout))
 
-    assert not apply_gate(settings, "2", 0.30, champion, 0.40)  # worse: the champion stays
-    assert load_champion(settings).version.endswith("/1")  # type: ignore[union-attr]
-    assert apply_gate(settings, "3", 0.398, champion, 0.40)  # within the tolerance
-    assert load_champion(settings).version.endswith("/3")  # type: ignore[union-attr]
+    next_night = night + dt.timedelta(days=1)
+    assert not apply_gate(settings, "2", 0.30, champion, 0.40, next_night)  # worse: kept
+    assert _number(load_champion(settings)) == "1"
+    assert apply_gate(settings, "3", 0.398, champion, 0.40, next_night)  # within the tolerance
+    assert _number(load_champion(settings)) == "3"
+
+    # Reruns see the champion of their night, and a past night never takes the alias back.
+    assert _number(load_champion(settings, next_night, before_night=True)) == "1"
+    assert _number(load_champion(settings, next_night)) == "3"
+    assert load_champion(settings, night, before_night=True) is None
+    assert _number(load_champion(settings, night)) == "1"
+    assert not apply_gate(settings, "1", 0.40, None, None, night)
+    assert _number(load_champion(settings)) == "3"
+
+
+def _number(champion) -> str:
+    assert champion is not None
+    return champion.number
 
 
 def test_distributed_scores_equal_the_driver_s(spark, tmp_path) -> None:
