@@ -24,6 +24,7 @@ from recsys_lib.tables import (
     RAW_EVENTS,
     RAW_ITEMS,
     SIMILAR_ITEMS,
+    STAGE_RUNS,
     TRAINING_SAMPLES,
     USER_DAILY,
     USER_ITEM_DAILY,
@@ -207,7 +208,9 @@ def assert_no_raw_user_ids(spark: SparkSession, settings: Settings) -> None:
         assert ids.join(raw_ids, ids[C.USER_ID] == raw_ids["raw_id"]).count() == 0, table.name
 
 
-def assert_samples_labelled(spark: SparkSession, settings: Settings, day: dt.date) -> DataFrame:
+def assert_samples_labelled(
+    spark: SparkSession, settings: Settings, day: dt.date, positives_expected: bool = True
+) -> DataFrame:
     """The day's training samples are exactly yesterday's candidates, labelled by the day's
     events, with importance in (0, 1]."""
     samples = read_table(spark, settings, TRAINING_SAMPLES).filter(F.col(C.DT) == day)
@@ -224,7 +227,8 @@ def assert_samples_labelled(spark: SparkSession, settings: Settings, day: dt.dat
         .distinct()
     )
     positives = samples.filter(F.col(C.LABEL) > 0)
-    assert positives.count() == samples.join(touched, keys).count() > 0
+    assert positives.count() == samples.join(touched, keys).count()
+    assert positives.count() > 0 or not positives_expected
     stats = samples.agg(F.min(C.IMPORTANCE), F.max(C.IMPORTANCE)).first()
     assert 0 < stats[0] <= stats[1] <= 1
     return samples
@@ -262,3 +266,19 @@ def assert_ranked_by_the_champion(
     full = figures[(C.RANKER, "train_rows", 0)]
     assert figures[(C.RANKER_SAMPLED, "train_rows", 0)] < full
     return figures
+
+
+def assert_ranker_declined(spark: SparkSession, settings: Settings, day: dt.date) -> None:
+    """The ranker stage ran for the day without training (too few label days with a
+    positive sample), no champion exists, and the lists keep the union order."""
+    from recsys_lib.ranking import STAGE, load_champion
+
+    run = (
+        read_table(spark, settings, STAGE_RUNS)
+        .filter((F.col(C.DT) == day) & (F.col(C.STAGE) == STAGE))
+        .first()
+    )
+    assert run is not None and run[C.FIGURES]["trained"] == 0.0
+    assert load_champion(settings) is None
+    recs = read_table(spark, settings, USER_RECOMMENDATIONS).filter(F.col(C.DT) == day)
+    assert [r[0] for r in recs.select(C.MODEL_VERSION).distinct().collect()] == ["union"]

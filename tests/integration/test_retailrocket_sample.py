@@ -1,6 +1,10 @@
-"""The pipeline on five days of the real RetailRocket sample (a day with a real duplicate):
-the history stages for the first, four nights (the last trains and serves a ranker), then
-the first night again."""
+"""The pipeline on four days of the real RetailRocket sample (a day with a real duplicate):
+the history stages for the first, three nights, then the first night again.
+
+A 5,000-visitor sample has a handful of returning users a day, and on some days none of
+them touches one of their candidates: the ranker stage runs, labels samples, fits what it
+can and declines to train a ranker without positive samples on three label days; the lists
+keep the candidates' union order. The trained path is covered on generated data."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from tests.integration.helpers import (
     assert_candidates_filled,
     assert_features_filled,
     assert_no_raw_user_ids,
-    assert_ranked_by_the_champion,
+    assert_ranker_declined,
     assert_recommendations_sound,
     assert_reconciled,
     assert_samples_labelled,
@@ -26,7 +30,7 @@ from tests.integration.helpers import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-FIRST, LAST = dt.date(2015, 7, 9), dt.date(2015, 7, 13)
+FIRST, LAST = dt.date(2015, 7, 9), dt.date(2015, 7, 12)
 SPARSE = (C.SOURCE_BOUGHT_TOGETHER,)
 
 
@@ -62,9 +66,8 @@ def test_three_real_days_then_a_rerun(spark, tmp_path) -> None:
     )
     print("recall of the first night's candidates on the second:", sorted(recall.items()))
     for day in nights[1:]:
-        assert_samples_labelled(spark, settings, day)
-    figures = assert_ranked_by_the_champion(spark, settings, LAST)
-    print("ranker holdout figures:", sorted(figures.items()))
+        assert_samples_labelled(spark, settings, day, positives_expected=False)
+    assert_ranker_declined(spark, settings, LAST)
     assert duplicates == 1  # the sample's exact duplicate of 2015-07-10
     assert_no_raw_user_ids(spark, settings)
     before = snapshot(spark, settings)
