@@ -32,9 +32,9 @@ from recsys_lib.importance import (
 
 DAY = dt.date(2026, 1, 31)
 FEATURES = ["x", ITEM_VIEWS_30D, USER_DAYS_SINCE_LAST_EVENT]
-SAMPLE_COLUMNS = [C.USER_ID, C.ITEM_ID, C.LABEL_DAY, C.GROUP, C.LABEL, *FEATURES]
+SAMPLE_COLUMNS = [C.USER_ID, C.ITEM_ID, C.DT, C.GROUP, C.LABEL, *FEATURES]
 SAMPLES_DDL = (
-    f"{C.USER_ID} string, {C.ITEM_ID} long, {C.LABEL_DAY} date, {C.GROUP} string, "
+    f"{C.USER_ID} string, {C.ITEM_ID} long, {C.DT} date, {C.GROUP} string, "
     f"{C.LABEL} int, x double, {ITEM_VIEWS_30D} double, {USER_DAYS_SINCE_LAST_EVENT} double"
 )
 
@@ -73,7 +73,7 @@ def synthetic(users: int = 30, items: int = 12, seed: int = 0) -> pd.DataFrame:
                 {
                     C.USER_ID: f"u{u:03d}",
                     C.ITEM_ID: 100 * u + i,
-                    C.LABEL_DAY: DAY,
+                    C.DT: DAY,
                     C.GROUP: f"u{u:03d}|{DAY}",
                     C.LABEL: int(labels[i]),
                     "x": float(x[i]),
@@ -104,7 +104,7 @@ def test_static_components_formula_bounds_and_monotonicity(spark: Any, imp: Any)
         {
             C.USER_ID: "u",
             C.ITEM_ID: np.arange(len(rows)),
-            C.LABEL_DAY: DAY,
+            C.DT: DAY,
             C.GROUP: "g",
             C.LABEL: [r[0] for r in rows],
             "x": 0.0,
