@@ -43,6 +43,8 @@ def test_nightly_task_graph(nightly) -> None:
         "features",
         "train_als",
         "candidates",
+        "samples",
+        "train_ranker",
         "recommend",
     ]
     assert sorted(nightly.task_ids) == sorted(order)
