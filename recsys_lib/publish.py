@@ -62,8 +62,7 @@ def publish(
             run_date,
             staging_path(settings, table, run_date),
         )
-        quality.raise_on_failure(checks)
-    quality.raise_on_failure(checks)  # logs the counts
+    quality.raise_on_failure(checks)  # logs the counts; raises if a check failed
     write_partitions(
         spark,
         settings,

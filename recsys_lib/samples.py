@@ -48,9 +48,9 @@ def _as_double(column: str | Column) -> Column:
     return value.cast("double")
 
 
-def user_item_history(user_items: DataFrame, items: DataFrame, as_of: dt.date) -> DataFrame:
-    """(user_id, item_id, views, carts, last day) and (user_id, category_id, last day) of
-    ``features.user_item_daily`` rows of the 30 days ending on ``as_of``."""
+def user_item_history(user_items: DataFrame, as_of: dt.date) -> DataFrame:
+    """(user_id, item_id, views, carts, last day) of the ``features.user_item_daily`` rows
+    of the 30 days ending on ``as_of``."""
     first = as_of - dt.timedelta(days=INTERACTION_DAYS - 1)
     recent = user_items.filter((F.col(C.DT) >= F.lit(first)) & (F.col(C.DT) <= F.lit(as_of)))
     return recent.groupBy(C.USER_ID, C.ITEM_ID).agg(
@@ -103,7 +103,7 @@ def ranking_features(
             for c, f in zip(C.ITEM_FEATURE_SOURCES, C.ITEM_FEATURES, strict=True)
         ],
     )
-    history = user_item_history(user_items, items, as_of)
+    history = user_item_history(user_items, as_of)
     by_category = (
         history.join(items.select(C.ITEM_ID, C.CATEGORY_ID), C.ITEM_ID)
         .groupBy(C.USER_ID, C.CATEGORY_ID)
