@@ -90,6 +90,7 @@ FIGURES = "figures"
 # Columns of a generated shop's items.csv (its ground truth; itemid and categoryid as above).
 GEN_PRICE = "price"
 GEN_FIRST_SEEN = "first_seen"
+GEN_BUNDLE_PARTNER = "bundle_partner"  # the planted bundle partner's itemid, empty if none
 
 # Catalogue input (RetailRocket item_properties*.csv; the value column is RR_VALUE).
 RR_ITEM_PROPERTY_COLUMNS = (RR_TIMESTAMP, RR_ITEM_ID, RR_PROPERTY, RR_VALUE)

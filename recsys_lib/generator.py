@@ -10,7 +10,9 @@ The shop is simulated in whole arrays (numpy), never event by event:
    sessions on clustered days, at hours that follow a diurnal curve (UTC);
 4. per session, views of items from a liked leaf, a liked root or anywhere (exploration);
    each view may lead to an add-to-cart, more often in a liked category, and a cart to a
-   purchase; a session's purchases share one transaction id;
+   purchase; a session's purchases share one transaction id; a cart may bring the item's
+   planted bundle partner (an item of another leaf of the same root) into the same
+   session, viewed, carted and, if the first item is bought, bought with it;
 5. a few bots that view random items all day long and never buy;
 6. the damage a real log carries: ~0.5 % malformed rows of the kinds the ``clean`` stage
    rejects, and exact duplicate rows.
@@ -120,6 +122,10 @@ class ShopProfile:
     cart_per_view: float = 0.035
     purchase_per_cart: float = 0.3
     taste_cart_lift: float = 3.0  # cart probability of a view in a liked root vs elsewhere
+    # Bundles: a share of carts brings the item's partner (viewed and carted right after;
+    # bought with it at this rate when the first item is bought). cart_per_view holds.
+    bundle_share: float = 0.3
+    bundle_purchase_share: float = 0.6
     # Bots: many views of random items at any hour, no carts.
     n_bots: int = 5
     bot_views_mean: float = 600.0
@@ -138,6 +144,8 @@ class ShopProfile:
             self.repeat_view_share,
             self.cart_per_view,
             self.purchase_per_cart,
+            self.bundle_share,
+            self.bundle_purchase_share,
             self.malformed_share,
             self.duplicate_share,
         )
@@ -266,15 +274,19 @@ def generate_shop(
     tree_path = category_tree
     if tree_path is None and shop.category_tree is not None:
         tree_path = Path(shop.category_tree)
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
+    # One stream per concern; spawning more keeps the earlier streams as they were.
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
 
     tree = _read_tree(tree_path) if tree_path is not None else _generate_tree(shop, rngs[0])
     items = _make_items(shop, tree, max(1, round(shop.n_items * scale)), n_days, rngs[1])
+    items = replace(items, partner=_bundle_partners(items, rngs[7]))
     n_users = max(1, round(shop.n_users * scale))
     n_bots = max(1, round(shop.n_bots * scale)) if shop.n_bots > 0 else 0
     bot_views = round(shop.n_bots * shop.bot_views_mean * scale)
     users = _make_users(shop, items, n_users, rngs[2])
-    log = _simulate(shop, items, users, n_days, first_day, n_bots, bot_views, rngs[3], rngs[4])
+    log = _simulate(
+        shop, items, users, n_days, first_day, n_bots, bot_views, rngs[3], rngs[4], rngs[7]
+    )
     rows = _damage(shop, log, n_days, first_day, items, rngs[5])
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -416,6 +428,7 @@ class _Items:
     roots: Array  # category indexes of the roots holding items' leaves (all roots)
     n_leaves: int
     leaf_root: Array  # root index of each leaf
+    partner: Array  # index of the item's bundle partner, -1 if none
 
 
 def _make_items(
@@ -453,7 +466,22 @@ def _make_items(
         roots=roots,
         n_leaves=len(tree.leaves),
         leaf_root=leaf_root,
+        partner=np.full(n_items, -1),
     )
+
+
+def _bundle_partners(items: _Items, rng: np.random.Generator) -> Array:
+    """Each item's bundle partner: an item of the same root drawn by popularity, from
+    another leaf when a few draws find one; -1 for an item alone in its root."""
+    sampler = _Sampler(items.root, items.weight, len(items.roots))
+    partner = sampler.draw(items.root, rng)
+    for _ in range(10):
+        again = np.flatnonzero(items.leaf[partner] == items.leaf)
+        if again.size == 0:
+            break
+        partner[again] = sampler.draw(items.root[again], rng)
+    partner[partner == np.arange(len(partner))] = -1
+    return np.asarray(partner, np.int64)
 
 
 @dataclass(frozen=True)
@@ -549,6 +577,7 @@ def _simulate(
     bot_views: int,
     rng: np.random.Generator,
     bot_rng: np.random.Generator,
+    bundle_rng: np.random.Generator,
 ) -> _Log:
     n_users = len(users.n_tastes)
     visitor_ids = rng.permutation(n_users + n_bots).astype(np.int64)
@@ -599,17 +628,48 @@ def _simulate(
     step[position == 0] = 0.0
     view_rel = _group_cumsum(step, n_views)
 
-    # Funnel: carts (likelier in a liked root), purchases of carted items, one checkout.
+    # Funnel: carts (likelier in a liked root), bundle partners, purchases, one checkout.
+    # The first carts' rate leaves room for the bundles' views and carts.
     view_user = session_user[view_session]
     liked = (users.roots[view_user] == items.root[view_item][:, None]).any(axis=1)
     liked_share = float(liked.mean()) if n_v else 0.0
-    cart_rate = min(1.0, shop.cart_per_view * (n_v + bot_views) / max(n_v, 1))
+    bundle_room = 1.0 + shop.bundle_share * (1.0 - shop.cart_per_view)
+    cart_rate = min(1.0, shop.cart_per_view * (n_v + bot_views) / max(n_v, 1) / bundle_room)
     plain = cart_rate / (shop.taste_cart_lift * liked_share + (1.0 - liked_share))
     carted = np.flatnonzero(
         rng.random(n_v) < np.minimum(1.0, np.where(liked, shop.taste_cart_lift * plain, plain))
     )
     cart_rel = view_rel[carted] + rng.exponential(shop.cart_gap_seconds * 1000.0, len(carted))
-    bought = np.flatnonzero(rng.random(len(carted)) < shop.purchase_per_cart)
+    span = view_rel[np.cumsum(n_views) - 1]
+    first_carts = len(carted)
+    brings = np.flatnonzero(bundle_rng.random(first_carts) < shop.bundle_share)
+    partner = items.partner[view_item[carted[brings]]]
+    fits = (partner >= 0) & (items.first_seen[partner] <= session_day[view_session[carted[brings]]])
+    brings, partner = brings[fits], partner[fits]
+    n_bundles = len(brings)
+    partner_view_rel = cart_rel[brings] + bundle_rng.exponential(
+        shop.view_gap_seconds * 1000.0, n_bundles
+    )
+    partner_cart_rel = partner_view_rel + bundle_rng.exponential(
+        shop.cart_gap_seconds * 1000.0, n_bundles
+    )
+    view_session = np.concatenate([view_session, view_session[carted[brings]]])
+    view_item = np.concatenate([view_item, partner])
+    view_rel = np.concatenate([view_rel, partner_view_rel])
+    carted = np.concatenate([carted, n_v + np.arange(n_bundles)])
+    cart_rel = np.concatenate([cart_rel, partner_cart_rel])
+    n_v = len(view_session)
+    view_user = session_user[view_session]
+    # Purchases: the first carts at a rate that keeps purchase_per_cart over all carts; a
+    # partner is bought with its item at bundle_purchase_share.
+    first_purchase_rate = shop.purchase_per_cart * (1.0 + shop.bundle_share)
+    first_purchase_rate /= 1.0 + shop.bundle_share * shop.bundle_purchase_share
+    bought = np.flatnonzero(rng.random(first_carts) < min(1.0, first_purchase_rate))
+    with_item = np.isin(brings, bought) & (
+        bundle_rng.random(n_bundles) < shop.bundle_purchase_share
+    )
+    bought = np.concatenate([bought, first_carts + np.flatnonzero(with_item)])
+    bought = bought[np.argsort(view_session[carted[bought]], kind="stable")]
     key = view_session[carted[bought]] * len(items.ids) + view_item[carted[bought]]
     bought = bought[np.sort(np.unique(key, return_index=True)[1])]  # an item once per checkout
     buy_session = view_session[carted[bought]]
@@ -618,7 +678,6 @@ def _simulate(
     checkout = checkout + rng.exponential(shop.checkout_gap_seconds * 1000.0, len(paying))
 
     # Session start from the diurnal curve, kept inside its day.
-    span = view_rel[np.cumsum(n_views) - 1]
     np.maximum.at(span, view_session[carted], cart_rel)
     span[paying] = np.maximum(span[paying], checkout)
     hours = np.asarray(shop.hour_weights, float)
@@ -822,6 +881,9 @@ def _write_items(
             C.RR_CATEGORY_ID: items.category,
             C.GEN_PRICE: items.price,
             C.GEN_FIRST_SEEN: first_seen.strftime("%Y-%m-%d"),
+            C.GEN_BUNDLE_PARTNER: pd.Series(items.ids[items.partner], dtype="Int64").where(
+                items.partner >= 0
+            ),
         }
     ).to_csv(out_dir / "items.csv", index=False, lineterminator="\n", float_format="%.3f")
     properties, uncategorised = _item_properties(items, first_day, n_days, rng, shop)

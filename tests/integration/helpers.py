@@ -12,6 +12,7 @@ from recsys_lib.config import Settings
 from recsys_lib.storage import read_table
 from recsys_lib.tables import (
     ALL_TABLES,
+    BOUGHT_TOGETHER,
     CANDIDATES,
     CLEAN_EVENTS,
     CLEAN_EVENTS_REJECTED,
@@ -132,6 +133,8 @@ def assert_candidates_filled(
     counts = found.first().asDict()
     assert all(counts[s] > 0 for s in C.CANDIDATE_SOURCES if s not in may_find_nothing), counts
     assert rows(SIMILAR_ITEMS).count() > 0 and rows(POPULAR_ITEMS).count() > 0
+    if C.SOURCE_BOUGHT_TOGETHER not in may_find_nothing:
+        assert rows(BOUGHT_TOGETHER).count() > 0
     recall = {
         (r[C.VARIANT], r[C.K]): r[C.VALUE]
         for r in rows(MODEL_EVALUATION)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from recsys_lib import constants as C
 from recsys_lib.bought_together import bought_together, skipped_users
 from recsys_lib.config import BoughtTogetherSettings
+from recsys_lib.generator import generate_shop
 from recsys_lib.tables import BOUGHT_TOGETHER, CLEAN_EVENTS
 
 D = dt.date(2026, 1, 31)
@@ -189,3 +192,32 @@ def test_top_n_and_tie_order(spark: Any, loose: BoughtTogetherSettings) -> None:
     got = run(spark, rows, dataclasses.replace(loose, top_n=3)).filter(f"{C.ITEM_ID} = {A}")
     ordered = [(r[C.RANK], r[C.OTHER_ITEM_ID]) for r in got.orderBy(C.RANK).collect()]
     assert ordered == [(1, B), (2, E), (3, C_)]
+
+
+def test_finds_the_planted_bundles_of_a_generated_shop(
+    spark: Any, settings: Any, tmp_path: Path
+) -> None:
+    """The production settings on a generated shop (4 weeks, scale 0.5): the pairs found
+    are the generator's planted bundle partners, not chance co-occurrences."""
+    generate_shop(tmp_path, scale=0.5, seed=7)
+    raw = pd.concat(pd.read_csv(p, dtype=str) for p in sorted((tmp_path / "events").glob("*.csv")))
+    well_formed = (
+        raw[C.RR_TIMESTAMP].str.fullmatch(r"\d+", na=False)
+        & raw[C.RR_VISITOR_ID].str.fullmatch(r"\d+", na=False)
+        & raw[C.RR_ITEM_ID].str.fullmatch(r"\d+", na=False)
+        & raw[C.RR_EVENT].isin([C.RR_ADDTOCART, C.RR_TRANSACTION])
+    )
+    rows = []
+    for r in raw[well_formed].itertuples(index=False):
+        ts = dt.datetime.fromtimestamp(int(r.timestamp) / 1000, dt.UTC).replace(tzinfo=None)
+        kind = C.RR_EVENT_TO_TYPE[r.event]
+        tx = r.transactionid if isinstance(r.transactionid, str) else None
+        rows.append(ev(r.visitorid, int(r.itemid), ts, kind, tx))
+    found = run(spark, rows, settings.bought_together).collect()
+
+    partner = pd.read_csv(tmp_path / "items.csv").set_index(C.RR_ITEM_ID)[C.GEN_BUNDLE_PARTNER]
+    planted = {(a, int(b)) for a, b in partner.dropna().items()}
+    planted |= {(b, a) for a, b in planted}
+    is_planted = [(r[C.ITEM_ID], r[C.OTHER_ITEM_ID]) in planted for r in found]
+    assert len(found) >= 20
+    assert sum(is_planted) / len(found) >= 0.8

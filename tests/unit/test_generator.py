@@ -119,7 +119,7 @@ def test_layout_headers_and_one_file_per_day(shop: Shop) -> None:
     headers = {
         "item_properties.csv": "timestamp,itemid,property,value",
         "category_tree.csv": "categoryid,parentid",
-        "items.csv": "itemid,categoryid,price,first_seen",
+        "items.csv": "itemid,categoryid,price,first_seen,bundle_partner",
     }
     for name, header in headers.items():
         assert (shop.root / name).read_text().splitlines()[0] == header
@@ -169,6 +169,29 @@ def test_carts_follow_the_users_taste(shop: Shop, items: pd.DataFrame, tree: pd.
     liked_rate = in_liked_cart.sum() / in_liked_view.sum()
     other_rate = (~in_liked_cart).sum() / (~in_liked_view).sum()
     assert liked_rate > 1.6 * other_rate  # ~1.3 without the taste lift (bots never cart)
+
+
+def test_carts_bring_their_planted_bundle_partner(
+    shop: Shop, items: pd.DataFrame, tree: pd.DataFrame
+) -> None:
+    good = _well_formed(shop.rows)
+    carts = good[good[C.RR_EVENT] == C.RR_ADDTOCART]
+    partner = items.set_index(C.RR_ITEM_ID)[C.GEN_BUNDLE_PARTNER]
+    carted_pairs = set(zip(carts[C.RR_VISITOR_ID], carts["item"], strict=True))
+    with_partner = [
+        (visitor, partner[item]) in carted_pairs
+        for visitor, item in carted_pairs
+        if pd.notna(partner[item])
+    ]
+    assert 0.15 < np.mean(with_partner) < 0.6  # bundle_share 0.3 (some partners are young)
+    # Partners share the root, mostly not the leaf: an accessory, not a substitute.
+    root_of = _roots(tree)
+    category = items.set_index(C.RR_ITEM_ID)[C.RR_CATEGORY_ID]
+    planted = partner.dropna().astype(np.int64)
+    same_root = [root_of[category[a]] == root_of[category[b]] for a, b in planted.items()]
+    same_leaf = [category[a] == category[b] for a, b in planted.items()]
+    assert all(same_root) and np.mean(same_leaf) < 0.2
+    assert (planted.index != planted.to_numpy()).all()
 
 
 def test_tree_has_levels_and_items_sit_on_leaves(tree: pd.DataFrame, items: pd.DataFrame) -> None:
