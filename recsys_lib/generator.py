@@ -278,8 +278,9 @@ def generate_shop(
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
 
     tree = _read_tree(tree_path) if tree_path is not None else _generate_tree(shop, rngs[0])
-    items = _make_items(shop, tree, max(1, round(shop.n_items * scale)), n_days, rngs[1])
-    items = replace(items, partner=_bundle_partners(items, rngs[7]))
+    items = _make_items(
+        shop, tree, max(1, round(shop.n_items * scale)), n_days, rngs[1], bundle_rng=rngs[7]
+    )
     n_users = max(1, round(shop.n_users * scale))
     n_bots = max(1, round(shop.n_bots * scale)) if shop.n_bots > 0 else 0
     bot_views = round(shop.n_bots * shop.bot_views_mean * scale)
@@ -432,7 +433,12 @@ class _Items:
 
 
 def _make_items(
-    shop: ShopProfile, tree: _Tree, n_items: int, n_days: int, rng: np.random.Generator
+    shop: ShopProfile,
+    tree: _Tree,
+    n_items: int,
+    n_days: int,
+    rng: np.random.Generator,
+    bundle_rng: np.random.Generator,
 ) -> _Items:
     roots = np.flatnonzero(tree.root == np.arange(len(tree.ids)))
     root_index = np.full(len(tree.ids), -1)
@@ -454,10 +460,11 @@ def _make_items(
     price = np.maximum(
         1.0, np.round(leaf_price[leaf] * rng.lognormal(0, shop.price_sigma, n_items))
     )
+    item_root = leaf_root[leaf]
     return _Items(
         ids=ids.astype(np.int64),
         leaf=leaf,
-        root=leaf_root[leaf],
+        root=item_root,
         category=tree.ids[tree.leaves[leaf]],
         price=price,
         first_seen=first_seen,
@@ -466,20 +473,22 @@ def _make_items(
         roots=roots,
         n_leaves=len(tree.leaves),
         leaf_root=leaf_root,
-        partner=np.full(n_items, -1),
+        partner=_bundle_partners(leaf, item_root, weight, len(roots), bundle_rng),
     )
 
 
-def _bundle_partners(items: _Items, rng: np.random.Generator) -> Array:
+def _bundle_partners(
+    leaf: Array, root: Array, weight: Array, n_roots: int, rng: np.random.Generator
+) -> Array:
     """Each item's bundle partner: an item of the same root drawn by popularity, from
     another leaf when a few draws find one; -1 for an item alone in its root."""
-    sampler = _Sampler(items.root, items.weight, len(items.roots))
-    partner = sampler.draw(items.root, rng)
+    sampler = _Sampler(root, weight, n_roots)
+    partner = sampler.draw(root, rng)
     for _ in range(10):
-        again = np.flatnonzero(items.leaf[partner] == items.leaf)
+        again = np.flatnonzero(leaf[partner] == leaf)
         if again.size == 0:
             break
-        partner[again] = sampler.draw(items.root[again], rng)
+        partner[again] = sampler.draw(root[again], rng)
     partner[partner == np.arange(len(partner))] = -1
     return np.asarray(partner, np.int64)
 
