@@ -29,10 +29,10 @@ import datetime as dt
 import logging
 from collections.abc import Mapping
 
+import mlflow
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-import mlflow
 from recsys_lib import constants as C
 from recsys_lib import quality, tracking
 from recsys_lib.bought_together import bought_together, skipped_users

@@ -32,17 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
+import mlflow
 import mlflow.lightgbm
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-import mlflow
-from mlflow import MlflowClient
 from recsys_lib import constants as C
 from recsys_lib import tracking
 from recsys_lib.config import Settings

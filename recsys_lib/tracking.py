@@ -6,9 +6,9 @@ import datetime as dt
 import os
 from pathlib import Path
 
+import mlflow
 from mlflow.entities import Run
 
-import mlflow
 from recsys_lib.config import Settings
 
 STAGE_TAG = "recsys.stage"

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -39,7 +40,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-import mlflow
 from recsys_lib import constants as C
 from recsys_lib import quality, tracking
 from recsys_lib.config import AlsSettings, Settings

@@ -932,6 +932,7 @@ def _track(
     """One MLflow run: settings as parameters, figures and evaluation as metrics, the model
     (text dump plus classes and feature names) as an artifact. Returns the run id."""
     import mlflow
+
     from recsys_lib import tracking
 
     experiment_id = tracking.use_experiment(settings)

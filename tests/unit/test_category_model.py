@@ -305,6 +305,7 @@ def test_same_inputs_same_predictions_and_the_bar_decides(spark, shop, completed
 
 def test_run_is_tracked(completed, home) -> None:
     import mlflow
+
     from recsys_lib.tracking import use_experiment
 
     use_experiment(make_settings(home))

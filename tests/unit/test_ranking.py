@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 
-import mlflow
 from recsys_lib import constants as C
 from recsys_lib import tracking
 from recsys_lib.models.ranker import fit_ranker
