@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib import quality
 from recsys_lib.config import Settings
+from recsys_lib.dates import DayRange
 from recsys_lib.storage import read_partition
 from recsys_lib.tables import CLEAN_EVENTS, ITEM_DAILY, USER_DAILY, USER_ITEM_DAILY
 
@@ -55,16 +56,21 @@ def item_daily(events: DataFrame) -> DataFrame:
     )
 
 
-def aggregate_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
-    """Stage ``aggregate``: ``clean.events`` of a day -> the three ``features.*_daily`` tables."""
-    events = read_partition(spark, settings, CLEAN_EVENTS, run_date).cache()
-    if events.limit(1).count() == 0:
-        raise RuntimeError(f"clean.events has no rows for {run_date}: run `clean` for it first")
+def aggregate(
+    spark: SparkSession, settings: Settings, days: DayRange
+) -> dict[dt.date, dict[str, float]]:
+    """Stage ``aggregate``: ``clean.events`` of ``days`` -> the three ``features.*_daily``
+    tables, checked and written in one pass for a range."""
+    events = read_partition(spark, settings, CLEAN_EVENTS, days).cache()
+    present = {r[0] for r in events.select(C.DT).distinct().collect()}
+    missing = [d for d in days.days if d not in present]
+    if missing:
+        raise RuntimeError(
+            f"clean.events has no rows for {', '.join(map(str, missing))}: run `clean` first"
+        )
     outputs = [
         (USER_DAILY, user_daily(events)),
         (USER_ITEM_DAILY, user_item_daily(events)),
         (ITEM_DAILY, item_daily(events)),
     ]
-    figures = quality.write_checked(spark, settings, outputs, run_date)
-    events.unpersist()
-    return figures
+    return quality.write_checked_days(spark, settings, outputs, days)

@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib import quality
 from recsys_lib.config import Settings
+from recsys_lib.dates import DayRange
 from recsys_lib.io.retailrocket import event_date
 from recsys_lib.privacy import hmac_sha256_column, pseudonym_key
 from recsys_lib.storage import read_partition, write_partitions
@@ -38,9 +39,9 @@ REJECT_REASONS = C.REJECT_REASONS
 
 
 @dataclass(frozen=True)
-class CleanResult:
-    events: DataFrame
-    rejected: DataFrame
+class CleanCounts:
+    """Where the input rows of one day went."""
+
     input_rows: int
     clean_rows: int
     duplicate_rows: int
@@ -51,19 +52,27 @@ class CleanResult:
         return self.input_rows - self.clean_rows - self.duplicate_rows - self.rejected_rows
 
 
+@dataclass(frozen=True)
+class CleanResult:
+    events: DataFrame
+    rejected: DataFrame
+    counts: dict[dt.date, CleanCounts]
+
+
 def _blank(column: Column) -> Column:
     return column.isNull() | (F.trim(column) == "")
 
 
-def reject_reason(run_date: dt.date) -> Column:
-    """The first cleaning rule a raw row fails, or null for a valid row."""
+def reject_reason() -> Column:
+    """The first cleaning rule a raw row fails, or null for a valid row (its run date is
+    its ``dt``)."""
     ts = F.col(C.RR_TIMESTAMP)
     day = event_date(ts)
     event = F.col(C.RR_EVENT)
     item = F.col(C.RR_ITEM_ID)
     return (
         F.when(day.isNull(), "bad_timestamp")
-        .when(day != F.lit(run_date), "timestamp_outside_day")
+        .when(day != F.col(C.DT), "timestamp_outside_day")
         .when(~F.trim(event).isin(*C.RR_EVENT_TO_TYPE), "unknown_event")
         .when(_blank(F.col(C.RR_VISITOR_ID)), "null_user_id")
         .when(_blank(item), "null_item_id")
@@ -82,17 +91,27 @@ def _event_type(event: Column) -> Column:
     return mapped
 
 
-def clean_events(raw: DataFrame, key: bytes, run_date: dt.date) -> CleanResult:
-    """Split one day of ``raw.events`` rows into clean events and rejected rows, and count."""
+def clean_events(
+    raw: DataFrame, key: bytes, run_date: dt.date | None = None, days: DayRange | None = None
+) -> CleanResult:
+    """Split ``raw.events`` rows into clean events and rejected rows, and count per day.
+
+    Each row belongs to the run date in its ``dt`` column (``run_date``, when given, sets it
+    for all rows); ``days`` (default: that one day, or the days present) are the days
+    counted, so a day without rows counts zeros. One pass counts the input and rejected rows
+    per day, and one the clean rows and duplicates.
+    """
+    if run_date is not None:
+        raw = raw.withColumn(C.DT, F.lit(run_date))
+        days = days or DayRange.of(run_date)
     user_hash = F.when(
         ~_blank(F.col(C.RR_VISITOR_ID)), hmac_sha256_column(key, F.trim(F.col(C.RR_VISITOR_ID)))
     )
-    judged = raw.withColumn(C.REJECT_REASON, reject_reason(run_date)).withColumn(
-        C.USER_ID, user_hash
+    judged = (
+        raw.withColumn(C.REJECT_REASON, reject_reason()).withColumn(C.USER_ID, user_hash).cache()
     )
-    judged = judged.cache()
     rejected = judged.filter(F.col(C.REJECT_REASON).isNotNull()).select(
-        F.lit(run_date).alias(C.DT),
+        C.DT,
         C.RR_TIMESTAMP,
         C.USER_ID,
         C.RR_EVENT,
@@ -102,6 +121,7 @@ def clean_events(raw: DataFrame, key: bytes, run_date: dt.date) -> CleanResult:
         C.REJECT_REASON,
     )
     typed = judged.filter(F.col(C.REJECT_REASON).isNull()).select(
+        C.DT,
         F.timestamp_millis(F.trim(F.col(C.RR_TIMESTAMP)).cast("long")).alias(C.EVENT_TS),
         F.col(C.USER_ID),
         F.trim(F.col(C.RR_ITEM_ID)).cast("long").alias(C.ITEM_ID),
@@ -111,49 +131,64 @@ def clean_events(raw: DataFrame, key: bytes, run_date: dt.date) -> CleanResult:
         ),
         F.col(C.SOURCE_FILE),
     )
-    key_columns = [C.EVENT_TS, C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TRANSACTION_ID]
+    key_columns = [C.DT, C.EVENT_TS, C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.TRANSACTION_ID]
     events = (
         typed.groupBy(*key_columns)
         .agg(F.min(C.SOURCE_FILE).alias(C.SOURCE_FILE), F.count(F.lit(1)).alias("_copies"))
-        .withColumn(C.DT, F.lit(run_date))
         .cache()
     )
-    counts = events.agg(
-        F.count(F.lit(1)).alias("clean"), F.sum(F.col("_copies") - 1).alias("dups")
-    ).first()
-    assert counts is not None
-    return CleanResult(
-        events=events.drop("_copies"),
-        rejected=rejected,
-        input_rows=raw.count(),
-        clean_rows=int(counts["clean"]),
-        duplicate_rows=int(counts["dups"] or 0),
-        rejected_rows=rejected.count(),
+    inputs = judged.groupBy(C.DT).agg(
+        F.count(F.lit(1)).alias("input"), F.count(C.REJECT_REASON).alias("rejected")
     )
+    outputs = events.groupBy(C.DT).agg(
+        F.count(F.lit(1)).alias("clean"), F.sum(F.col("_copies") - 1).alias("dups")
+    )
+    found = {r[C.DT]: r for r in inputs.join(outputs, C.DT, "full").collect()}
+    if days is None:
+        days = DayRange(min(found), max(found)) if found else None
+    counts = {}
+    for day in days.days if days else []:
+        r = found.get(day)
+        counts[day] = CleanCounts(
+            input_rows=int(r["input"] or 0) if r else 0,
+            clean_rows=int(r["clean"] or 0) if r else 0,
+            duplicate_rows=int(r["dups"] or 0) if r else 0,
+            rejected_rows=int(r["rejected"] or 0) if r else 0,
+        )
+    return CleanResult(events=events.drop("_copies"), rejected=rejected, counts=counts)
 
 
-def reconciliation_checks(result: CleanResult, max_rejected_share: float) -> list[quality.Check]:
+def reconciliation_checks(counts: CleanCounts, max_rejected_share: float) -> list[quality.Check]:
     """Counts of the day and the two checks that guard them."""
     table = CLEAN_EVENTS.name
-    share = result.rejected_rows / result.input_rows if result.input_rows else 0.0
+    share = counts.rejected_rows / counts.input_rows if counts.input_rows else 0.0
     return [
-        quality.measure(table, "input_rows", result.input_rows),
-        quality.measure(table, "clean_rows", result.clean_rows),
-        quality.measure(table, "duplicate_rows", result.duplicate_rows),
-        quality.measure(table, "rejected_rows", result.rejected_rows),
-        quality.equals(table, "unreconciled_rows", result.unreconciled_rows, 0),
+        quality.measure(table, "input_rows", counts.input_rows),
+        quality.measure(table, "clean_rows", counts.clean_rows),
+        quality.measure(table, "duplicate_rows", counts.duplicate_rows),
+        quality.measure(table, "rejected_rows", counts.rejected_rows),
+        quality.equals(table, "unreconciled_rows", counts.unreconciled_rows, 0),
         quality.at_most(table, "rejected_share", share, max_rejected_share),
     ]
 
 
-def clean_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
-    """Stage ``clean``: ``raw.events`` of a day -> ``clean.events`` + ``clean.events_rejected``."""
-    raw = read_partition(spark, settings, RAW_EVENTS, run_date)
-    if raw.limit(1).count() == 0:
-        raise RuntimeError(f"raw.events has no rows for {run_date}: run `ingest` for it first")
-    result = clean_events(raw, pseudonym_key(settings), run_date)
-    checks = reconciliation_checks(result, settings.clean.max_rejected_share)
-    quality.raise_on_failure(checks)
+def clean(
+    spark: SparkSession, settings: Settings, days: DayRange
+) -> dict[dt.date, dict[str, float]]:
+    """Stage ``clean``: ``raw.events`` of ``days`` -> ``clean.events`` +
+    ``clean.events_rejected``, with the reconciliation of every day (one pass for a range)."""
+    raw = read_partition(spark, settings, RAW_EVENTS, days)
+    result = clean_events(raw, pseudonym_key(settings), days=days)
+    missing = [d for d, n in result.counts.items() if n.input_rows == 0]
+    if missing:
+        raise RuntimeError(
+            f"raw.events has no rows for {', '.join(map(str, missing))}: run `ingest` first"
+        )
+    checks = {
+        day: reconciliation_checks(n, settings.clean.max_rejected_share)
+        for day, n in result.counts.items()
+    }
+    quality.raise_on_failure_by_day(checks)
     write_partitions(
         spark,
         settings,
@@ -162,10 +197,10 @@ def clean_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dic
             (CLEAN_EVENTS_REJECTED, result.rejected, {}),
             (
                 QUALITY_CHECKS,
-                quality.checks_frame(spark, checks, run_date),
+                quality.checks_frame_by_day(spark, checks),
                 {C.TABLE_NAME: CLEAN_EVENTS.name},
             ),
         ],
-        run_date,
+        days,
     )
-    return {c.name: c.value for c in checks}
+    return {day: {c.name: c.value for c in day_checks} for day, day_checks in checks.items()}

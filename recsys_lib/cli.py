@@ -11,9 +11,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from recsys_lib.config import Settings, load_settings
 from recsys_lib.constants import HISTORY_STAGES, NIGHTLY_STAGES
+from recsys_lib.dates import DayRange
 from recsys_lib.logs import configure_logging
 
 DEMO_DATA = "data/shop"
@@ -25,9 +27,7 @@ def _date(value: str) -> dt.date:
 
 def days(first: dt.date, last: dt.date) -> list[dt.date]:
     """Every day from ``first`` to ``last``, both included."""
-    if last < first:
-        raise ValueError(f"empty range: {first} .. {last}")
-    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    return DayRange(first, last).days
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -50,7 +50,8 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 def run_days(
     settings: Settings, stages: Sequence[str], run_dates: Sequence[dt.date]
 ) -> dict[tuple[dt.date, str], float]:
-    """Run ``stages`` for each day in one Spark session; returns seconds per (day, stage)."""
+    """Run ``stages`` for each day in one Spark session, day after day (every stage of a day
+    before the next day); returns seconds per (day, stage)."""
     from recsys_lib.spark import get_spark
     from recsys_lib.stages import run_stage
 
@@ -60,6 +61,124 @@ def run_days(
         for stage in stages:
             seconds[(run_date, stage)] = run_stage(spark, settings, stage, run_date)["seconds"]
     return seconds
+
+
+class Progress:
+    """One line on a terminal, rewritten in place: units done, elapsed, estimate left.
+
+    Silent when stderr is not a terminal (logs and CI output stay clean)."""
+
+    def __init__(self, total: int, label: str, stream: Any = None) -> None:
+        self.total, self.done, self.label = total, 0, label
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.perf_counter()
+
+    def show(self, what: str) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / self.done * (self.total - self.done) if self.done else None
+        estimate = f", ~{_clock(left)} left" if left is not None else ""
+        line = f"[{self.label}] {self.done}/{self.total} {what} · {_clock(elapsed)}{estimate}"
+        self.stream.write("\r\033[K" + line)
+        self.stream.flush()
+
+    def advance(self, units: int, what: str) -> None:
+        self.done += units
+        self.show(what)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def completed_runs(
+    settings: Settings, stages: Sequence[str], span: DayRange
+) -> set[tuple[dt.date, str]]:
+    """(day, stage) pairs of ``span`` that ``ops.stage_runs`` records as done."""
+    from pyspark.sql import functions as F
+
+    from recsys_lib import constants as C
+    from recsys_lib.spark import get_spark
+    from recsys_lib.storage import ensure_tables, read_partition
+    from recsys_lib.tables import STAGE_RUNS
+
+    spark = get_spark(settings)
+    ensure_tables(spark, settings)
+    rows = (
+        read_partition(spark, settings, STAGE_RUNS, span)
+        .filter(F.col(C.STAGE).isin(*stages))
+        .select(C.DT, C.STAGE)
+        .collect()
+    )
+    return {(r[0], r[1]) for r in rows}
+
+
+def backfill(
+    settings: Settings,
+    stages: Sequence[str],
+    span: DayRange,
+    *,
+    chunk_days: int | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> dict[tuple[dt.date, str], float]:
+    """Run ``stages`` (in the DAG's order) over ``span`` in one Spark session.
+
+    The range goes in chunks of ``chunk_days`` (``backfill.chunk_days``), in date order. In
+    each chunk the ranged stages (ingest, clean, aggregate) run once over the whole chunk:
+    one read and one write per table that replaces exactly its days. The other stages read a
+    window ending on their own day, so they then run day by day, in date order. The result
+    equals running every day's stages one day after another. A chunk that fails leaves the
+    earlier chunks complete and, thanks to one commit per table, no half-written day;
+    ``resume`` skips the (day, stage) pairs that ``ops.stage_runs`` already records. Returns
+    seconds per (day, stage) run here.
+    """
+    from recsys_lib.spark import get_spark
+    from recsys_lib.stages import NIGHTLY, run_stage, run_stage_range, stage_of
+
+    ordered = [s for s in NIGHTLY if s in set(stages)]
+    done = completed_runs(settings, ordered, span) if resume else set()
+    spark = get_spark(settings)
+    size = chunk_days or settings.backfill.chunk_days
+    progress = progress or Progress(0, "backfill", stream=None)
+    progress.total = sum(1 for d in span.days for s in ordered if (d, s) not in done)
+    seconds: dict[tuple[dt.date, str], float] = {}
+    for chunk in span.chunks(size):
+        for stage in (s for s in ordered if stage_of(s).ranged):
+            todo = [d for d in chunk.days if (d, stage) not in done]
+            for part in contiguous(todo):
+                progress.show(f"days, {stage} {part}")
+                for day, figures in run_stage_range(spark, settings, stage, part).items():
+                    seconds[(day, stage)] = figures["seconds"]
+                progress.advance(len(part), f"days, {stage} {part}")
+        for day in chunk.days:
+            for stage in (s for s in ordered if not stage_of(s).ranged):
+                if (day, stage) in done:
+                    continue
+                progress.show(f"days, {stage} {day}")
+                seconds[(day, stage)] = run_stage(spark, settings, stage, day)["seconds"]
+                progress.advance(1, f"days, {stage} {day}")
+    progress.close()
+    return seconds
+
+
+def contiguous(days_: Sequence[dt.date]) -> list[DayRange]:
+    """Sorted ``days_`` as the fewest ranges of consecutive days."""
+    ranges: list[DayRange] = []
+    for day in sorted(days_):
+        if ranges and day == ranges[-1].last + dt.timedelta(days=1):
+            ranges[-1] = DayRange(ranges[-1].first, day)
+        else:
+            ranges.append(DayRange(day, day))
+    return ranges
 
 
 def _stages(value: str) -> list[str]:
@@ -80,8 +199,21 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
-    timings = run_days(settings, _stages(args.stages), days(args.start, args.end))
-    print(f"backfilled {len(timings)} stage runs in {sum(timings.values()):.0f}s")
+    span = DayRange(args.start, args.end)
+    stages = _stages(args.stages)
+    started = time.perf_counter()
+    timings = backfill(
+        settings,
+        stages,
+        span,
+        chunk_days=args.chunk_days,
+        resume=args.resume,
+        progress=Progress(0, "backfill"),
+    )
+    print(
+        f"backfilled {len(timings)} stage runs ({len(span)} days) in "
+        f"{time.perf_counter() - started:.0f}s"
+    )
     return 0
 
 
@@ -237,6 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_date, required=True)
     p.add_argument("--end", type=_date, required=True)
     p.add_argument("--stages", default="all", help="comma-separated, or all")
+    p.add_argument(
+        "--chunk-days", type=int, default=None, help="days per pass (backfill.chunk_days)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="skip days whose stage ops.stage_runs records"
+    )
     p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("query", help="Spark SQL over the registered Delta tables")

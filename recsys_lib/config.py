@@ -75,6 +75,11 @@ class CleanSettings:
 
 
 @dataclass(frozen=True)
+class BackfillSettings:
+    chunk_days: int = 31  # ranged stages (ingest, clean, aggregate) process this many days a pass
+
+
+@dataclass(frozen=True)
 class PrivacySettings:
     key_env: str
     allow_demo_key: bool
@@ -220,6 +225,7 @@ class Settings:
     importance: ImportanceSettings
     ranker: RankerSettings
     recommend: RecommendSettings
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)
 
     def resolve(self, path: str) -> str:
         """Absolute form of a configured path; URIs (``s3a://``, ``file:``) are kept."""

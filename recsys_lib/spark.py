@@ -12,8 +12,10 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from recsys_lib.config import Settings
 
@@ -107,6 +109,56 @@ def get_spark(settings: Settings, app_name: str | None = None) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+T = TypeVar("T")
+MAX_CONCURRENT_ACTIONS = 4
+
+
+def concurrently(
+    calls: Sequence[Callable[[], T]], *, return_exceptions: bool = False
+) -> list[T | BaseException]:
+    """Run independent Spark actions (``calls``) from threads of the driver; their results in
+    order. Each thread inherits the caller's job group and local properties.
+
+    On small data a Spark action is mostly scheduling latency, so two to four of them side
+    by side finish in little more than the time of one; on large data they share the
+    executors as Spark's scheduler decides. Every call runs to its end; then the first
+    exception is raised, or, with ``return_exceptions``, exceptions take their place in the
+    results.
+    """
+    from pyspark import SparkContext
+
+    if len(calls) <= 1:
+        outcomes: list[T | BaseException] = []
+        for call in calls:
+            try:
+                outcomes.append(call())
+            except BaseException as exc:  # noqa: BLE001 - re-raised below unless collected
+                if not return_exceptions:
+                    raise
+                outcomes.append(exc)
+        return outcomes
+
+    context = SparkContext._active_spark_context
+    properties = context._jsc.sc().getLocalProperties().clone() if context else None
+
+    def guarded(call: Callable[[], T]) -> T | BaseException:
+        if context is not None:
+            context._jsc.sc().setLocalProperties(properties)  # job group, description, pool
+        try:
+            return call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            return exc
+
+    workers = min(len(calls), MAX_CONCURRENT_ACTIONS)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recsys-action") as pool:
+        results = list(pool.map(guarded, calls))
+    if not return_exceptions:
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+    return results
 
 
 def resolve_jars(settings: Settings) -> list[str]:

@@ -1,82 +1,140 @@
-"""The pipeline's stages by name, and running one of them for a day.
+"""The pipeline's stages by name, and running one of them for a day or a range of days.
 
-The DAG, the ``jobs/`` entry points and ``recsys run`` all go through :func:`run_stage`.
+The DAG, the ``jobs/`` entry points and ``recsys run`` / ``recsys backfill`` all go through
+:func:`run_stage` (one day) or :func:`run_stage_range` (several days in one pass, for the
+stages whose days are independent of each other). A stage's module is imported when the
+stage first runs, so a ``spark-submit`` of ``ingest`` does not pay for MLflow or LightGBM.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
-from recsys_lib.aggregates import aggregate_day
-from recsys_lib.candidates import candidates_day
-from recsys_lib.cleaning import clean_day
 from recsys_lib.config import Settings
-from recsys_lib.features import features_day
-from recsys_lib.ingest import ingest_events
-from recsys_lib.items import items_day
-from recsys_lib.models.als import train_als
-from recsys_lib.ranking import train_ranker
-from recsys_lib.recommend import recommend_day
-from recsys_lib.samples import samples_day
-from recsys_lib.storage import create_missing_tables, write_partition
+from recsys_lib.dates import DayRange
+from recsys_lib.storage import ensure_tables, write_partition
 from recsys_lib.tables import STAGE_RUNS
 
 log = logging.getLogger(__name__)
 
-StageFunction = Callable[[SparkSession, Settings, dt.date], dict[str, float]]
+Figures = dict[str, float]
+StageFunction = Callable[[SparkSession, Settings, dt.date], Figures]
+RangeFunction = Callable[[SparkSession, Settings, DayRange], dict[dt.date, Figures]]
 
-STAGES: dict[str, StageFunction] = {
-    "ingest": ingest_events,
-    "clean": clean_day,
-    "aggregate": aggregate_day,
-    "items": items_day,
-    "features": features_day,
-    "train_als": train_als,
-    "candidates": candidates_day,
-    "samples": samples_day,
-    "train_ranker": train_ranker,
-    "recommend": recommend_day,
+
+@dataclass(frozen=True)
+class Stage:
+    """A DAG task: where its function lives, and whether it takes a whole range of days."""
+
+    name: str
+    function: str  # "module:function"
+    ranged: bool = False  # days independent of each other: a range runs in one pass
+
+    def load(self) -> Callable[..., Any]:
+        module, _, attribute = self.function.partition(":")
+        return getattr(importlib.import_module(module), attribute)  # type: ignore[no-any-return]
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage("ingest", "recsys_lib.ingest:ingest", ranged=True),
+        Stage("clean", "recsys_lib.cleaning:clean", ranged=True),
+        Stage("aggregate", "recsys_lib.aggregates:aggregate", ranged=True),
+        Stage("items", "recsys_lib.items:items_day"),
+        Stage("features", "recsys_lib.features:features_day"),
+        Stage("train_als", "recsys_lib.models.als:train_als"),
+        Stage("candidates", "recsys_lib.candidates:candidates_day"),
+        Stage("samples", "recsys_lib.samples:samples_day"),
+        Stage("train_ranker", "recsys_lib.ranking:train_ranker"),
+        Stage("recommend", "recsys_lib.recommend:recommend_day"),
+    )
 }
 NIGHTLY = C.NIGHTLY_STAGES
 HISTORY_STAGES = C.HISTORY_STAGES
-assert set(NIGHTLY) == set(STAGES), "constants.NIGHTLY_STAGES must list every stage"
+RANGED_STAGES = tuple(name for name, s in STAGES.items() if s.ranged)
+assert tuple(STAGES) == NIGHTLY, "constants.NIGHTLY_STAGES must list every stage, in order"
+
+
+def stage_of(name: str) -> Stage:
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}") from None
 
 
 def run_stage(
     spark: SparkSession, settings: Settings, stage: str, run_date: dt.date
 ) -> dict[str, float]:
     """Run one stage for one day; returns its figures plus ``seconds``."""
-    try:
-        function = STAGES[stage]
-    except KeyError:
-        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}") from None
-    create_missing_tables(spark, settings)
+    spec = stage_of(stage)
+    if spec.ranged:
+        return run_stage_range(spark, settings, stage, DayRange.of(run_date))[run_date]
+    ensure_tables(spark, settings)
     started = time.perf_counter()
     log.info("stage %s for %s: start", stage, run_date)
-    figures = function(spark, settings, run_date)
+    try:
+        figures = spec.load()(spark, settings, run_date)
+    finally:
+        # A stage's cached frames are its own: nothing cached survives it.
+        spark.catalog.clearCache()
     figures["seconds"] = time.perf_counter() - started
-    record_stage_run(spark, settings, stage, run_date, figures)
+    record_stage_runs(spark, settings, stage, {run_date: figures})
     log.info("stage %s for %s: done in %.1fs %s", stage, run_date, figures["seconds"], figures)
     return figures
 
 
-def record_stage_run(
+def run_stage_range(
+    spark: SparkSession, settings: Settings, stage: str, days: DayRange
+) -> dict[dt.date, dict[str, float]]:
+    """Run a ranged stage for every day of ``days`` in one pass: one read, one write per
+    table that replaces exactly those days. Each day gets the rows and figures a run of that
+    day alone gives it; its ``seconds`` are its share of the range's wall time."""
+    spec = stage_of(stage)
+    if not spec.ranged:
+        raise ValueError(
+            f"stage {stage} reads a window ending on its own day; run it day by day "
+            f"(ranged stages: {', '.join(RANGED_STAGES)})"
+        )
+    ensure_tables(spark, settings)
+    started = time.perf_counter()
+    log.info("stage %s for %s: start", stage, days)
+    try:
+        by_day = spec.load()(spark, settings, days)
+    finally:
+        spark.catalog.clearCache()
+    seconds = time.perf_counter() - started
+    for figures in by_day.values():
+        figures["seconds"] = seconds / len(days)
+    record_stage_runs(spark, settings, stage, by_day, days)
+    log.info("stage %s for %s: done in %.1fs", stage, days, seconds)
+    return by_day
+
+
+def record_stage_runs(
     spark: SparkSession,
     settings: Settings,
     stage: str,
-    run_date: dt.date,
-    figures: dict[str, float],
+    by_day: dict[dt.date, dict[str, float]],
+    days: DayRange | None = None,
 ) -> None:
-    """Replace the ``ops.stage_runs`` row of (run_date, stage)."""
-    row = spark.createDataFrame(
-        [(run_date, stage, figures["seconds"], {k: float(v) for k, v in figures.items()})],
-        f"{C.DT} date, {C.STAGE} string, {C.SECONDS} double, {C.FIGURES} map<string,double>",
+    """Replace the ``ops.stage_runs`` rows of ``stage`` for these days, in one commit."""
+    rows = [
+        (day, stage, figures["seconds"], {k: float(v) for k, v in figures.items()})
+        for day, figures in sorted(by_day.items())
+    ]
+    frame = spark.createDataFrame(
+        rows, f"{C.DT} date, {C.STAGE} string, {C.SECONDS} double, {C.FIGURES} map<string,double>"
     ).withColumn(C.FINISHED_AT, F.current_timestamp())
-    write_partition(row, settings, STAGE_RUNS, run_date, {C.STAGE: stage})
+    span = days or DayRange(min(by_day), max(by_day))
+    write_partition(frame, settings, STAGE_RUNS, span, {C.STAGE: stage})

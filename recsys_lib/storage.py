@@ -1,13 +1,15 @@
 """Reading, registering and writing the Delta tables declared in ``tables.py``.
 
-Every write replaces exactly one ``dt`` partition with ``replaceWhere`` (rule 1: idempotent).
-A stage that writes several tables uses :func:`write_partitions`, which restores the tables
-it already committed if a later write fails (rule 3: atomic).
+Every write replaces exactly its ``dt`` partitions (one run date, or every day of a range)
+with ``replaceWhere`` (rule 1: idempotent). A stage that writes several tables uses
+:func:`write_partitions`, which restores the tables it already committed if another write
+fails (rule 3: atomic).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -17,6 +19,8 @@ from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
+from recsys_lib.dates import DayRange
+from recsys_lib.spark import concurrently
 from recsys_lib.tables import ALL_TABLES, TableContract
 
 log = logging.getLogger(__name__)
@@ -27,13 +31,24 @@ def table_path(settings: Settings, table: TableContract) -> str:
 
 
 _registered: dict[int, str] = {}
+_ensured: dict[int, set[str]] = {}
+
+
+def delta_version(spark: SparkSession, path: str) -> int:
+    """Current Delta version of the table at ``path`` (-1 if there is none), read from its log
+    on the driver: no Spark job."""
+    jvm = spark._jvm
+    assert jvm is not None
+    empty = jvm.scala.Option.empty()
+    log_ = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    return int(log_.update(False, empty, empty).version())
 
 
 def create_missing_tables(spark: SparkSession, settings: Settings) -> None:
     """Create, empty and with their partitioning, the tables that do not exist yet."""
     for table in ALL_TABLES:
         path = table_path(settings, table)
-        if not DeltaTable.isDeltaTable(spark, path):
+        if delta_version(spark, path) < 0:
             (
                 DeltaTable.createIfNotExists(spark)
                 .location(path)
@@ -41,6 +56,14 @@ def create_missing_tables(spark: SparkSession, settings: Settings) -> None:
                 .partitionedBy(*table.partition_by)
                 .execute()
             )
+
+
+def ensure_tables(spark: SparkSession, settings: Settings) -> None:
+    """:func:`create_missing_tables`, once per session and warehouse (every stage calls it)."""
+    done = _ensured.setdefault(id(spark), set())
+    if settings.warehouse not in done:
+        create_missing_tables(spark, settings)
+        done.add(settings.warehouse)
 
 
 def register_tables(spark: SparkSession, settings: Settings) -> None:
@@ -51,7 +74,7 @@ def register_tables(spark: SparkSession, settings: Settings) -> None:
     """
     if _registered.get(id(spark)) == settings.warehouse:
         return
-    create_missing_tables(spark, settings)
+    ensure_tables(spark, settings)
     for table in ALL_TABLES:
         if not spark.catalog.databaseExists(table.schema_name):
             spark.sql(f"CREATE SCHEMA {table.schema_name}")
@@ -66,12 +89,8 @@ def read_table(spark: SparkSession, settings: Settings, table: TableContract) ->
 
 
 def table_version(spark: SparkSession, settings: Settings, table: TableContract) -> int:
-    """Current Delta version of a table (-1 if it does not exist yet)."""
-    path = table_path(settings, table)
-    if not DeltaTable.isDeltaTable(spark, path):
-        return -1
-    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
-    return int(row[0]) if row else -1
+    """Current Delta version of a table (-1 if it does not exist yet); no Spark job."""
+    return delta_version(spark, table_path(settings, table))
 
 
 def conform(df: DataFrame, table: TableContract) -> DataFrame:
@@ -83,11 +102,21 @@ def conform(df: DataFrame, table: TableContract) -> DataFrame:
 
 
 Scope = Mapping[str, str | tuple[str, ...]]
+Days = dt.date | DayRange
 
 
-def _slice_predicate(run_date: dt.date, scope: Scope) -> str:
-    terms = [f"{C.DT} = DATE'{run_date.isoformat()}'"]
-    for column, value in sorted(scope.items()):
+def slice_predicate(days: Days, scope: Scope | None = None) -> str:
+    """SQL predicate of the slice ``dt`` in ``days`` (and ``column IN values`` per scope item)."""
+    span = DayRange.of(days)
+    if span.first == span.last:
+        terms = [f"{C.DT} = DATE'{span.first.isoformat()}'"]
+    else:
+        # Delta's replaceWhere does not resolve BETWEEN: two comparisons.
+        terms = [
+            f"{C.DT} >= DATE'{span.first.isoformat()}'",
+            f"{C.DT} <= DATE'{span.last.isoformat()}'",
+        ]
+    for column, value in sorted((scope or {}).items()):
         values = (value,) if isinstance(value, str) else value
         terms.append(f"{column} IN ({', '.join(repr(v) for v in values)})")
     return " AND ".join(terms)
@@ -97,19 +126,18 @@ def write_partition(
     df: DataFrame,
     settings: Settings,
     table: TableContract,
-    run_date: dt.date,
+    days: Days,
     scope: Scope | None = None,
 ) -> None:
-    """Replace the slice ``dt = run_date`` (and ``column = value``, or ``column IN values``
-    for a tuple, for each ``scope`` item: tables that several stages share) of ``table``
-    with ``df`` in one Delta commit."""
-    scope = scope or {}
+    """Replace the slice ``dt`` in ``days`` (one run date or a :class:`DayRange`; and
+    ``column = value``, or ``column IN values`` for a tuple, for each ``scope`` item: tables
+    that several stages share) of ``table`` with ``df`` in one Delta commit."""
     rows = conform(df, table)
     # Delta checks that every written row matches replaceWhere and fails the commit if not.
     (
         rows.write.format("delta")
         .mode("overwrite")
-        .option("replaceWhere", _slice_predicate(run_date, scope))
+        .option("replaceWhere", slice_predicate(days, scope))
         .save(table_path(settings, table))
     )
 
@@ -118,32 +146,46 @@ def write_partitions(
     spark: SparkSession,
     settings: Settings,
     writes: Sequence[tuple[TableContract, DataFrame, Scope]],
-    run_date: dt.date,
+    days: Days,
 ) -> None:
-    """Write several tables' ``dt`` partitions; on failure restore those already written.
+    """Write several tables' slices of ``days`` at once; on failure restore those written.
 
-    Delta commits are atomic per table. A failure between two commits is rolled back here by
-    restoring the earlier tables to their previous versions; a process killed between commits
-    is repaired by rerunning the stage, which is idempotent.
+    Every frame is conformed to its contract before anything is written, so a missing column
+    fails with nothing changed. The tables are then written concurrently (one Delta commit
+    each: Spark's scheduler overlaps the small jobs of small data). Delta commits are atomic
+    per table; when one write fails, the tables already committed are restored to their
+    previous versions. A process killed between commits is repaired by rerunning the stage,
+    which is idempotent.
     """
+    for table, df, _ in writes:
+        conform(df, table)
     before = {t.name: table_version(spark, settings, t) for t, _, _ in writes}
-    done: list[TableContract] = []
-    try:
-        for table, df, scope in writes:
-            write_partition(df, settings, table, run_date, scope)
-            done.append(table)
-    except BaseException:
-        for table in reversed(done):
+    outcomes = concurrently(
+        [
+            functools.partial(write_partition, df, settings, table, days, scope)
+            for table, df, scope in writes
+        ],
+        return_exceptions=True,
+    )
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    if not failed:
+        return
+    for (table, _, _), outcome in zip(writes, outcomes, strict=True):
+        if not isinstance(outcome, BaseException):
             version = before[table.name]
             log.error("rolling back %s to version %d", table.name, version)
             DeltaTable.forPath(spark, table_path(settings, table)).restoreToVersion(version)
-        raise
+    raise failed[0]
 
 
 def read_partition(
-    spark: SparkSession, settings: Settings, table: TableContract, run_date: dt.date
+    spark: SparkSession, settings: Settings, table: TableContract, days: Days
 ) -> DataFrame:
-    return read_table(spark, settings, table).filter(F.col(C.DT) == F.lit(run_date))
+    """Rows of one run date, or of every day of a :class:`DayRange` (partition-pruned)."""
+    span = DayRange.of(days)
+    if span.first == span.last:
+        return read_table(spark, settings, table).filter(F.col(C.DT) == F.lit(span.first))
+    return read_window(spark, settings, table, span.first, span.last)
 
 
 def read_window(

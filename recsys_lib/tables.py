@@ -659,6 +659,9 @@ QUALITY_CHECKS = TableContract(
         Column(C.THRESHOLD, T.DoubleType(), "limit the value is compared with, if any"),
         Column(C.PASSED, T.BooleanType(), "whether the check passed", False),
     ),
+    # Partitioned by the slice each stage replaces, so a rerun drops its old rows by metadata
+    # instead of rewriting the day's files of every other table.
+    partition_by=(C.DT, C.TABLE_NAME),
     key=(C.DT, C.TABLE_NAME, C.CHECK_NAME),
 )
 
@@ -672,6 +675,7 @@ STAGE_RUNS = TableContract(
         Column(C.FINISHED_AT, T.TimestampType(), "when it finished (UTC)", False),
         Column(C.FIGURES, T.MapType(T.StringType(), T.DoubleType()), "counts the stage reported"),
     ),
+    partition_by=(C.DT, C.STAGE),
     key=(C.DT, C.STAGE),
 )
 
@@ -688,6 +692,7 @@ MODEL_EVALUATION = TableContract(
         Column(C.K, T.IntegerType(), "cut-off (top-k) the metric is measured at", False),
         Column(C.VALUE, T.DoubleType(), "measured value", False),
     ),
+    partition_by=(C.DT, C.MODEL),
     key=(C.DT, C.MODEL, C.VARIANT, C.METRIC, C.K),
 )
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys_lib import constants as C
-from recsys_lib.io.retailrocket import InputError, rows_on_day
+from recsys_lib.dates import DayRange
+from recsys_lib.io.retailrocket import InputError, RawInput, read_csv, rows_on_days
 
 ITEM_PROPERTIES_SCHEMA = T.StructType(
     [T.StructField(c, T.StringType()) for c in C.RR_ITEM_PROPERTY_COLUMNS]
@@ -33,15 +33,6 @@ TREE_CATEGORY_ID = "category_id"
 TREE_PARENT_ID = "parent_id"
 
 _ID_PATTERN = r"\d{1,18}"
-
-
-def _check_header(spark: SparkSession, path: Path, expected: tuple[str, ...]) -> None:
-    first = spark.read.text(str(path)).limit(1).collect()
-    if not first:
-        raise InputError(f"{path}: the file is empty (no header)")
-    found = [h.strip() for h in first[0][0].lstrip("\ufeff").split(",")]
-    if found != list(expected):
-        raise InputError(f"{path}: unexpected header {found}; expected {list(expected)}")
 
 
 def item_property_files(path: Path) -> list[Path]:
@@ -57,24 +48,22 @@ def item_property_files(path: Path) -> list[Path]:
     raise InputError(f"item properties input {path} does not exist")
 
 
-def read_item_properties(spark: SparkSession, path: str, run_date: dt.date) -> DataFrame:
-    """Raw property rows stamped on ``run_date`` (UTC), all as text, plus ``source_file``.
+def load_item_properties(spark: SparkSession, path: str, days: dt.date | DayRange) -> RawInput:
+    """Raw property rows stamped on the run dates ``days`` (UTC), all as text, plus
+    ``source_file`` and ``dt``, cached, with their count per day.
 
     Fails before any write if the input is missing or a file has another header. Zero rows
     is a valid answer. Rows whose timestamp does not parse belong to no day; their count is
     logged as a warning on every run.
     """
     files = item_property_files(Path(path))
-    for file in files:
-        _check_header(spark, file, C.RR_ITEM_PROPERTY_COLUMNS)
-    everything = (
-        spark.read.option("header", True)
-        .option("mode", "PERMISSIVE")
-        .schema(ITEM_PROPERTIES_SCHEMA)
-        .csv([str(f) for f in files])
-        .withColumn(C.SOURCE_FILE, F.col("_metadata.file_path"))
-    )
-    return rows_on_day(everything, run_date, Path(path), "item property rows")
+    everything = read_csv(spark, files, ITEM_PROPERTIES_SCHEMA, C.RR_ITEM_PROPERTY_COLUMNS)
+    return rows_on_days(everything, DayRange.of(days), Path(path), "item property rows")
+
+
+def read_item_properties(spark: SparkSession, path: str, days: dt.date | DayRange) -> DataFrame:
+    """The rows of :func:`load_item_properties`."""
+    return load_item_properties(spark, path, days).rows
 
 
 def read_category_tree(path: str) -> pd.DataFrame:

@@ -25,7 +25,8 @@ from recsys_lib.catalogue import (
     parse_price,
     unusable_property_rows,
 )
-from recsys_lib.ingest import ingest_events
+from recsys_lib.dates import DayRange
+from recsys_lib.ingest import ingest
 from recsys_lib.io.catalogue import (
     TREE_CATEGORY_ID,
     TREE_PARENT_ID,
@@ -172,7 +173,7 @@ def test_a_file_is_sliced_to_the_utc_day(spark, tmp_path: Path, caplog) -> None:
     )
     with caplog.at_level(logging.WARNING, logger="recsys_lib.io.retailrocket"):
         frame = read_item_properties(spark, str(f), DAY)
-    assert frame.columns == [*C.RR_ITEM_PROPERTY_COLUMNS, C.SOURCE_FILE]
+    assert frame.columns == [*C.RR_ITEM_PROPERTY_COLUMNS, C.SOURCE_FILE, C.DT]
     rows = frame.collect()
     assert sorted(r[C.RR_ITEM_ID] for r in rows) == ["2", "3"]
     assert all(r[C.SOURCE_FILE].endswith("item_properties.csv") for r in rows)
@@ -393,17 +394,20 @@ def test_ingest_writes_raw_items_idempotently(
         assert all(r[C.INGESTED_AT] is not None and r[C.SOURCE_FILE] for r in rows)
         return sorted((r[C.RR_ITEM_ID], r[C.RR_VALUE]) for r in rows)
 
-    assert ingest_events(spark, settings, DAY) == {"raw_rows": 1.0, "raw_item_rows": 2.0}
+    def ingest_events(settings, day: dt.date) -> dict[str, float]:
+        return ingest(spark, settings, DayRange.of(day))[day]
+
+    assert ingest_events(settings, DAY) == {"raw_rows": 1.0, "raw_item_rows": 2.0}
     assert raw_items(DAY) == [("10", "n5.000"), ("11", "1")]
-    assert ingest_events(spark, settings, d(1))["raw_item_rows"] == 0.0
+    assert ingest_events(settings, d(1))["raw_item_rows"] == 0.0
     assert raw_items(d(1)) == []
 
     write(catalogue, [f"{at(0, 1)},10,790,n5.000"])  # the day's input shrank: rerun it
-    assert ingest_events(spark, settings, DAY)["raw_item_rows"] == 1.0
+    assert ingest_events(settings, DAY)["raw_item_rows"] == 1.0
     assert raw_items(DAY) == [("10", "n5.000")]
 
     without = make_settings(
         tmp_path, input__events_path=str(events), input__item_properties_path=""
     )
-    assert ingest_events(spark, without, DAY) == {"raw_rows": 1.0}
+    assert ingest_events(without, DAY) == {"raw_rows": 1.0}
     assert raw_items(DAY) == [("10", "n5.000")]  # untouched

@@ -49,14 +49,15 @@ def test_every_reject_reason(result) -> None:
 
 
 def test_counts_reconcile(result) -> None:
-    assert (result.input_rows, result.clean_rows, result.duplicate_rows, result.rejected_rows) == (
+    counts = result.counts[DAY]
+    assert (counts.input_rows, counts.clean_rows, counts.duplicate_rows, counts.rejected_rows) == (
         14,
         4,
         1,
         9,
     )
-    assert result.unreconciled_rows == 0
-    raise_on_failure(reconciliation_checks(result, max_rejected_share=1.0))
+    assert counts.unreconciled_rows == 0
+    raise_on_failure(reconciliation_checks(counts, max_rejected_share=1.0))
 
 
 def test_clean_rows_are_typed_and_pseudonymised(result) -> None:
@@ -71,6 +72,6 @@ def test_clean_rows_are_typed_and_pseudonymised(result) -> None:
 
 
 def test_too_many_rejects_fail_the_day(result) -> None:
-    checks = reconciliation_checks(result, max_rejected_share=0.2)
+    checks = reconciliation_checks(result.counts[DAY], max_rejected_share=0.2)
     with pytest.raises(QualityCheckError, match="rejected_share = 0.642857"):
         raise_on_failure(checks)

@@ -4,6 +4,7 @@ import datetime as dt
 import pytest
 
 from recsys_lib import constants as C
+from recsys_lib.dates import DayRange
 from recsys_lib.storage import (
     read_table,
     register_tables,
@@ -62,6 +63,27 @@ def test_failed_multi_table_write_restores_earlier_tables(spark, settings) -> No
     register_tables(spark, settings)
     write_partition(checks(spark, D1, ["old"]), settings, QUALITY_CHECKS, D1)
     version = table_version(spark, settings, QUALITY_CHECKS)
+    # A row of another day: Delta refuses the stage_runs commit while the checks commit.
+    outside = spark.createDataFrame(
+        [(D2, "stage", 1.0, dt.datetime(2026, 1, 2), {})], STAGE_RUNS.schema
+    )
+    with pytest.raises(Exception, match="(?i)replaceWhere|does not conform|violat"):
+        write_partitions(
+            spark,
+            settings,
+            [(QUALITY_CHECKS, checks(spark, D1, ["new"]), {}), (STAGE_RUNS, outside, {})],
+            D1,
+        )
+    names = [r[C.CHECK_NAME] for r in read_table(spark, settings, QUALITY_CHECKS).collect()]
+    assert names == ["old"]
+    # the stage's own commit, then the RESTORE that undid it
+    assert table_version(spark, settings, QUALITY_CHECKS) == version + 2
+    assert read_table(spark, settings, STAGE_RUNS).count() == 0
+
+
+def test_a_missing_column_fails_before_anything_is_written(spark, settings) -> None:
+    register_tables(spark, settings)
+    version = table_version(spark, settings, QUALITY_CHECKS)
     broken = spark.createDataFrame([(D1, "stage")], f"{C.DT} date, {C.STAGE} string")
     with pytest.raises(ValueError, match="missing columns"):
         write_partitions(
@@ -70,10 +92,20 @@ def test_failed_multi_table_write_restores_earlier_tables(spark, settings) -> No
             [(QUALITY_CHECKS, checks(spark, D1, ["new"]), {}), (STAGE_RUNS, broken, {})],
             D1,
         )
-    names = [r[C.CHECK_NAME] for r in read_table(spark, settings, QUALITY_CHECKS).collect()]
-    assert names == ["old"]
-    # the stage's own commit, then the RESTORE that undid it
-    assert table_version(spark, settings, QUALITY_CHECKS) == version + 2
+    assert table_version(spark, settings, QUALITY_CHECKS) == version
+
+
+def test_a_range_replaces_exactly_its_days(spark, settings) -> None:
+    register_tables(spark, settings)
+    d3 = D2 + dt.timedelta(days=1)
+    for day in (D1, D2, d3):
+        write_partition(checks(spark, day, ["day"]), settings, QUALITY_CHECKS, day)
+    both = checks(spark, D1, ["range"]).unionByName(checks(spark, D2, ["range"]))
+    write_partition(both, settings, QUALITY_CHECKS, DayRange(D1, D2))
+    rows = sorted(
+        (r[C.DT], r[C.CHECK_NAME]) for r in read_table(spark, settings, QUALITY_CHECKS).collect()
+    )
+    assert rows == [(D1, "range"), (D2, "range"), (d3, "day")]
 
 
 def test_registration_follows_the_warehouse_and_keeps_data(spark, settings, tmp_path) -> None:
