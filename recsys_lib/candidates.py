@@ -178,9 +178,10 @@ def recent_views_source(recent: DataFrame, n: int) -> DataFrame:
     )
 
 
-def combine(sources: Mapping[str, DataFrame]) -> DataFrame:
+def combine(sources: Mapping[str, DataFrame], max_per_user: int | None = None) -> DataFrame:
     """One row per (user, item) with each source's score and rank, the sources that found
-    it and the union's order (best rank, more sources, source order, item id)."""
+    it and the union's order (best rank, more sources, source order, item id); with
+    ``max_per_user``, only the first that many of each user in that order."""
     tagged = [
         df.select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK, F.lit(order(name)).alias("_source"))
         for name, df in sorted(sources.items(), key=lambda kv: order(kv[0]))
@@ -206,11 +207,11 @@ def combine(sources: Mapping[str, DataFrame]) -> DataFrame:
     union_order = Window.partitionBy(C.USER_ID).orderBy(
         F.asc("_best_rank"), F.desc(C.N_SOURCES), F.asc("_first_source"), F.asc(C.ITEM_ID)
     )
-    return (
-        combined.withColumn(C.SOURCES, F.filter(found, lambda s: s.isNotNull()))
-        .withColumn(C.UNION_RANK, F.row_number().over(union_order))
-        .select(*[c for c in CANDIDATES.column_names if c != C.DT])
-    )
+    ranked_union = combined.withColumn(C.SOURCES, F.filter(found, lambda s: s.isNotNull()))
+    ranked_union = ranked_union.withColumn(C.UNION_RANK, F.row_number().over(union_order))
+    if max_per_user is not None:
+        ranked_union = ranked_union.filter(F.col(C.UNION_RANK) <= max_per_user)
+    return ranked_union.select(*[c for c in CANDIDATES.column_names if c != C.DT])
 
 
 def order(source: str) -> int:
@@ -332,7 +333,7 @@ def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -
         settings.features.event_weights,
     ).cache()
     sources = candidate_sources(events, portraits, model, similar, together, lists, run_date, cand)
-    candidates = combine(sources)
+    candidates = combine(sources, cand.max_per_user)
 
     yesterday = run_date - dt.timedelta(days=1)
     previous = read_partition(spark, settings, CANDIDATES, yesterday)

@@ -37,6 +37,7 @@ class ConfigError(ValueError):
 class PathSettings:
     warehouse: str
     jars_cache: str
+    jvm_archive: str = ""  # class-data archive of the driver JVM (make setup); "" = none
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class CandidateSettings:
     recent_items: int  # most recent items per user that seed similar / bought-together
     per_source: Mapping[str, int]  # at most this many candidates per user from each source
     recall_k: tuple[int, ...]  # cut-offs of the recall evaluation
+    max_per_user: int = 100  # the union keeps this many per user, in its own order
 
 
 @dataclass(frozen=True)

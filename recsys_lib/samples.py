@@ -21,6 +21,7 @@ from recsys_lib import constants as C
 from recsys_lib import quality, tracking
 from recsys_lib.config import Settings
 from recsys_lib.importance import (
+    ITEM_VIEWS_30D,
     LossPredictor,
     median_item_views,
     static_components,
@@ -161,16 +162,33 @@ def labelled(features: DataFrame, labels: DataFrame) -> DataFrame:
     )
 
 
-def features_of_day(spark: SparkSession, settings: Settings, as_of: dt.date) -> DataFrame:
-    """Ranking features of the candidates of ``as_of`` (empty when it has none)."""
+def features_of_day(
+    spark: SparkSession, settings: Settings, as_of: dt.date, users: DataFrame | None = None
+) -> DataFrame:
+    """Ranking features of the candidates of ``as_of`` (empty when it has none); with
+    ``users`` (user_id), only of those users' candidates."""
     first = as_of - dt.timedelta(days=INTERACTION_DAYS - 1)
+    candidates = read_partition(spark, settings, CANDIDATES, as_of)
+    if users is not None:
+        candidates = candidates.join(users, C.USER_ID, "left_semi")
     return ranking_features(
-        read_partition(spark, settings, CANDIDATES, as_of),
+        candidates,
         read_partition(spark, settings, USER_PORTRAIT, as_of),
         read_partition(spark, settings, ITEM_FEATURES, as_of),
         read_window(spark, settings, USER_ITEM_DAILY, first, as_of),
         as_of,
     )
+
+
+def candidate_item_views(spark: SparkSession, settings: Settings, as_of: dt.date) -> DataFrame:
+    """(item_id, item_views_30d) of every item among the candidates of ``as_of``: what the
+    median of the propensity weight is taken over."""
+    items = read_partition(spark, settings, CANDIDATES, as_of).select(C.ITEM_ID).distinct()
+    views = read_partition(spark, settings, ITEM_FEATURES, as_of).select(
+        C.ITEM_ID,
+        F.col(C.ITEM_FEATURE_SOURCES[C.ITEM_FEATURES.index(ITEM_VIEWS_30D)]).alias(ITEM_VIEWS_30D),
+    )
+    return items.join(views, C.ITEM_ID, "left")
 
 
 def training_samples(
@@ -179,13 +197,20 @@ def training_samples(
     label_day: dt.date,
     predictor: LossPredictor | None,
 ) -> DataFrame:
-    """``features.training_samples`` of ``label_day``: yesterday's candidates with their
-    features, today's label and their importance under ``predictor``."""
+    """``features.training_samples`` of ``label_day``: yesterday's candidates of the users
+    with an event on the label day, with their features, today's label and their importance
+    under ``predictor``.
+
+    The candidates of users without an event on the day are left out: their groups hold no
+    positive label, and lambdarank learns nothing from such a group. The propensity
+    weight's median is taken over every candidate item of yesterday, as before the cut.
+    """
     as_of = label_day - dt.timedelta(days=1)
-    features = features_of_day(spark, settings, as_of)
     events = read_partition(spark, settings, CLEAN_EVENTS, label_day)
-    samples = labelled(features, day_labels(events)).cache()
-    median = median_item_views(samples)
+    active = events.select(C.USER_ID).distinct()
+    features = features_of_day(spark, settings, as_of, active)
+    median = median_item_views(candidate_item_views(spark, settings, as_of))
+    samples = labelled(features, day_labels(events))
     weighted = with_importance(
         static_components(samples, median, settings.importance), predictor, settings.importance
     )
@@ -201,14 +226,13 @@ def samples_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> d
     predictor, run_id = latest_predictor(settings, as_of)
     if predictor is None:
         log.info("no loss predictor from the %s ranker run: learned weight 1.0", as_of)
-    samples = training_samples(spark, settings, run_date, predictor)
-    figures = quality.write_checked(spark, settings, [(TRAINING_SAMPLES, samples)], run_date)
-    written = read_partition(spark, settings, TRAINING_SAMPLES, run_date)
-    stats = written.agg(
+    samples = training_samples(spark, settings, run_date, predictor).cache()
+    stats = samples.agg(
         F.count(F.when(F.col(C.LABEL) > 0, 1)).alias("positives"),
         F.avg(C.IMPORTANCE).alias("mean_importance"),
     ).first()
     assert stats is not None
+    figures = quality.write_checked(spark, settings, [(TRAINING_SAMPLES, samples)], run_date)
     return {
         **figures,
         "positives": float(stats["positives"]),

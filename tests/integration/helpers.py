@@ -214,21 +214,19 @@ def assert_no_raw_user_ids(spark: SparkSession, settings: Settings) -> None:
 def assert_samples_labelled(
     spark: SparkSession, settings: Settings, day: dt.date, positives_expected: bool = True
 ) -> DataFrame:
-    """The day's training samples are exactly yesterday's candidates, labelled by the day's
-    events, with importance in (0, 1]."""
+    """The day's training samples are exactly yesterday's candidates of the users with an
+    event on the day, labelled by the day's events, with importance in (0, 1]."""
     samples = read_table(spark, settings, TRAINING_SAMPLES).filter(F.col(C.DT) == day)
-    candidates = read_table(spark, settings, CANDIDATES).filter(
-        F.col(C.DT) == day - dt.timedelta(days=1)
+    events = read_table(spark, settings, CLEAN_EVENTS).filter(F.col(C.DT) == day)
+    candidates = (
+        read_table(spark, settings, CANDIDATES)
+        .filter(F.col(C.DT) == day - dt.timedelta(days=1))
+        .join(events.select(C.USER_ID).distinct(), C.USER_ID, "left_semi")
     )
     keys = [C.USER_ID, C.ITEM_ID]
     assert samples.count() == candidates.count() > 0
     assert samples.join(candidates, keys, "left_anti").count() == 0
-    touched = (
-        read_table(spark, settings, CLEAN_EVENTS)
-        .filter(F.col(C.DT) == day)
-        .select(*keys)
-        .distinct()
-    )
+    touched = events.select(*keys).distinct()
     positives = samples.filter(F.col(C.LABEL) > 0)
     assert positives.count() == samples.join(touched, keys).count()
     assert positives.count() > 0 or not positives_expected
