@@ -13,20 +13,29 @@ export PATH := $(BIN):$(PATH)
 
 INSTALLED := $(VENV)/.installed
 JARS := .cache/ivy/.resolved
+JVM := .cache/jvm/.built
 
 .PHONY: setup demo test test-fast bench lint airflow mlflow clean clean-all
 
-setup: $(INSTALLED) $(JARS)
+setup: $(INSTALLED) $(JARS) $(JVM)
 
+# Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE set (as on this project's
+# machines) every process would otherwise compile MLflow, sklearn and pandas from source
+# again (importing the stages took 7.8 s instead of 4.4 s).
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt -e ".[dev]"
 	touch $@
 
 # Delta Lake jars from Maven Central, once; later runs work offline.
 $(JARS): $(INSTALLED) conf/base.yaml
 	$(BIN)/recsys setup-jars
+	touch $@
+
+# The driver JVM's class archive (paths.jvm_archive): each spark-submit starts ~3 s sooner.
+$(JVM): $(JARS)
+	$(BIN)/recsys setup-jvm
 	touch $@
 
 demo: setup

@@ -24,15 +24,21 @@ def spark_connection(settings: Settings) -> str:
     return json.dumps({"conn_type": "spark", "host": settings.spark.master})
 
 
-def submit_properties(settings: Settings) -> dict[str, str]:
-    """Properties for ``spark-submit``: jars, memory and the interpreter fixed at launch."""
+def submit_properties(settings: Settings, *, archive: bool = True) -> dict[str, str]:
+    """Properties for ``spark-submit``: jars, memory, the interpreter fixed at launch, and the
+    driver JVM's options (``spark.submit_java_options``, then the class archive if built and
+    ``archive``)."""
     from recsys_lib.spark import session_conf
 
     properties = session_conf(settings)
     properties["spark.pyspark.python"] = sys.executable
     properties["spark.pyspark.driver.python"] = sys.executable
-    if settings.spark.submit_java_options:
-        properties["spark.driver.extraJavaOptions"] = settings.spark.submit_java_options
+    options = [settings.spark.submit_java_options] if settings.spark.submit_java_options else []
+    in_session = properties.pop("spark.driver.extraJavaOptions", "")
+    if archive and in_session:
+        options.append(in_session)
+    if options:
+        properties["spark.driver.extraJavaOptions"] = " ".join(options)
     return properties
 
 

@@ -241,6 +241,20 @@ def cmd_setup_jars(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_setup_jvm(args: argparse.Namespace, settings: Settings) -> int:
+    from recsys_lib.spark import build_class_archive
+
+    started = time.perf_counter()
+    try:
+        archive = build_class_archive(settings)
+    except (RuntimeError, OSError) as exc:
+        # An optimisation only: without the archive every JVM loads its classes itself.
+        print(f"recsys: no JVM class archive ({exc}); spark-submit starts without one")
+        return 0
+    print(f"built {archive} in {time.perf_counter() - started:.0f}s")
+    return 0
+
+
 def cmd_spark_connection(args: argparse.Namespace, settings: Settings) -> int:
     from recsys_lib.airflow_support import spark_connection
 
@@ -406,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("setup-jars", help="resolve the Delta jars into the local cache").set_defaults(
         func=cmd_setup_jars
     )
+    sub.add_parser(
+        "setup-jvm", help="build the driver JVM's class archive (paths.jvm_archive)"
+    ).set_defaults(func=cmd_setup_jvm)
     sub.add_parser("docs-tables", help="regenerate docs/tables.md").set_defaults(
         func=cmd_docs_tables
     )

@@ -91,8 +91,71 @@ def session_conf(settings: Settings, *, with_jars: bool = True) -> dict[str, str
     }
     if with_jars:
         conf["spark.jars"] = ",".join(cached_jars(settings))
+    archive = class_archive(settings)
+    if archive is not None:
+        conf["spark.driver.extraJavaOptions"] = f"-XX:SharedArchiveFile={archive}"
     conf.update({k: str(v) for k, v in settings.spark.conf.items()})
     return conf
+
+
+def class_archive(settings: Settings) -> Path | None:
+    """The driver JVM's class-data archive (``paths.jvm_archive``) if ``make setup`` built it.
+
+    A JVM that maps it loads Spark's and Delta's classes already parsed and verified: a
+    ``spark-submit`` starts about 3 s sooner on this project's machine. A JVM whose version
+    does not match the archive says so in one warning line and starts without it.
+    """
+    if not settings.paths.jvm_archive:
+        return None
+    archive = Path(settings.resolve(settings.paths.jvm_archive))
+    return archive if archive.is_file() else None
+
+
+def build_class_archive(settings: Settings) -> Path:
+    """Run :mod:`recsys_lib.jvm_warmup` as a ``spark-submit`` and keep the classes its driver
+    JVM loaded in ``paths.jvm_archive`` (a dynamic CDS archive); returns its path."""
+    import subprocess
+    import tempfile
+
+    from recsys_lib import jvm_warmup
+    from recsys_lib.airflow_support import submit_properties
+
+    if not settings.paths.jvm_archive:
+        raise ValueError("paths.jvm_archive is empty: no class archive is wanted")
+    target = Path(settings.resolve(settings.paths.jvm_archive))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = target.with_name(target.name + ".building")
+    building.unlink(missing_ok=True)
+    properties = submit_properties(settings, archive=False)
+    dump = f"-XX:ArchiveClassesAtExit={building}"
+    java_options = properties.get("spark.driver.extraJavaOptions", "")
+    properties["spark.driver.extraJavaOptions"] = f"{java_options} {dump}".strip()
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    with tempfile.TemporaryDirectory() as tmp:
+        props = Path(tmp) / "warmup.properties"
+        props.write_text("".join(f"{k} {v}\n" for k, v in sorted(properties.items())))
+        # spark-submit finds its Spark home through the interpreter on PATH.
+        env = {**os.environ, "PATH": f"{spark_submit.parent}{os.pathsep}{os.environ['PATH']}"}
+        result = subprocess.run(
+            [
+                str(spark_submit),
+                "--master",
+                "local[2]",
+                "--properties-file",
+                str(props),
+                jvm_warmup.__file__,
+                tmp,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    if result.returncode != 0 or not building.is_file():
+        raise RuntimeError(
+            f"the class archive was not built (exit {result.returncode}):\n{result.stderr[-3000:]}"
+        )
+    building.replace(target)
+    return target
 
 
 def get_spark(settings: Settings, app_name: str | None = None) -> SparkSession:

@@ -22,8 +22,21 @@ def test_submit_properties_ship_delta_and_the_interpreter(tmp_path: Path) -> Non
     assert properties["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert properties["spark.pyspark.python"].endswith("python")
     java_options = properties["spark.driver.extraJavaOptions"]
-    assert java_options == settings.spark.submit_java_options
+    assert java_options.startswith(settings.spark.submit_java_options)
     # C1-only mode shrinks the JIT code cache to 48 MB, which the demo shop fills.
     assert "-XX:TieredStopAtLevel=1" in java_options
     assert "-XX:ReservedCodeCacheSize=240m" in java_options
     assert properties["spark.sql.warehouse.dir"].startswith(str(tmp_path))
+
+
+def test_the_class_archive_is_used_once_built(tmp_path: Path) -> None:
+    archive = tmp_path / "jvm" / "recsys.jsa"
+    settings = make_settings(tmp_path, PATHS__JVM_ARCHIVE=str(archive))
+    assert "SharedArchiveFile" not in submit_properties(settings)["spark.driver.extraJavaOptions"]
+    archive.parent.mkdir()
+    archive.write_bytes(b"")
+    options = submit_properties(settings)["spark.driver.extraJavaOptions"].split()
+    assert options[-1] == f"-XX:SharedArchiveFile={archive}"
+    assert options[:-1] == settings.spark.submit_java_options.split()
+    building = submit_properties(settings, archive=False)["spark.driver.extraJavaOptions"]
+    assert "SharedArchiveFile" not in building
