@@ -49,6 +49,7 @@ from recsys_lib.evaluation import (
 from recsys_lib.models.als import AlsModel, load_model, model_factors
 from recsys_lib.popularity import popular_items
 from recsys_lib.scoring import PURCHASED, score_als
+from recsys_lib.spark import concurrently
 from recsys_lib.storage import read_partition, read_window, table_version
 from recsys_lib.tables import (
     BOUGHT_TOGETHER,
@@ -272,24 +273,25 @@ def candidate_recall(
     columns = {s: C.source_rank(s) for s in C.CANDIDATE_SOURCES}
     columns[C.SOURCE_UNION] = C.UNION_RANK
     figures = recall_at_k(candidates, relevant, columns, (*ks, NO_CUT_OFF))
-    holdout_users = relevant.select(C.USER_ID).distinct()
+    sizes = candidates.groupBy(C.USER_ID).agg(F.count(F.lit(1)).alias("_size"))
     stats = (
-        holdout_users.join(
-            candidates.groupBy(C.USER_ID).agg(F.count(F.lit(1)).alias("_size")), C.USER_ID, "left"
-        )
+        relevant.select(C.USER_ID)
+        .distinct()
+        .withColumn("_holdout", F.lit(1))
+        .join(sizes, C.USER_ID, "full")
         .agg(
-            F.count(F.lit(1)).alias("_holdout"),
-            F.count("_size").alias("_covered"),
+            F.count("_holdout").alias("_holdout"),
+            F.count(F.when(F.col("_holdout").isNotNull(), F.col("_size"))).alias("_covered"),
+            F.avg("_size").alias("_mean_size"),
         )
         .first()
     )
-    sizes = candidates.groupBy(C.USER_ID).count().agg(F.avg("count")).first()
-    assert stats is not None and sizes is not None
+    assert stats is not None
     covered = stats["_covered"] / stats["_holdout"] if stats["_holdout"] else 0.0
     return [
         *figures,
         (C.SOURCE_UNION, HOLDOUT_USERS_COVERED, NO_CUT_OFF, float(covered)),
-        (C.SOURCE_UNION, MEAN_LIST_SIZE, NO_CUT_OFF, float(sizes[0] or 0.0)),
+        (C.SOURCE_UNION, MEAN_LIST_SIZE, NO_CUT_OFF, float(stats["_mean_size"] or 0.0)),
     ]
 
 
@@ -306,23 +308,45 @@ def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -
     ).cache()
     portraits = read_partition(spark, settings, USER_PORTRAIT, run_date)
     items = read_partition(spark, settings, CLEAN_ITEMS, run_date)
-    if items.limit(1).count() == 0 or portraits.limit(1).count() == 0:
+    yesterday = run_date - dt.timedelta(days=1)
+    previous = read_partition(spark, settings, CANDIDATES, yesterday)
+    bt_first = run_date - dt.timedelta(days=settings.bought_together.window_days - 1)
+    bt_events = events.filter(F.col(C.DT) >= F.lit(bt_first))
+    # Independent small actions side by side (spark.concurrently): the inputs exist, how many
+    # users bought_together skips, and whether yesterday has candidates to measure.
+    has_items, has_portraits, has_previous, skipped = concurrently(
+        [
+            lambda: items.limit(1).count() > 0,
+            lambda: portraits.limit(1).count() > 0,
+            lambda: previous.limit(1).count() > 0,
+            lambda: skipped_users(bt_events, settings.bought_together),
+        ]
+    )
+    if not (has_items and has_portraits):
         raise RuntimeError(
             f"clean.items or features.user_portrait has no rows for {run_date}: "
             "run `items` and `features` for it first"
         )
-    similar = read_partition(spark, settings, SIMILAR_ITEMS, run_date)
-    model, als_run_id = load_model(settings, run_date)
-    bt_first = run_date - dt.timedelta(days=settings.bought_together.window_days - 1)
-    bt_events = events.filter(F.col(C.DT) >= F.lit(bt_first))
-    together = bought_together(bt_events, settings.bought_together).cache()
-    skipped = skipped_users(bt_events, settings.bought_together)
     if skipped:
         log.warning(
             "bought_together: %d users with more than %d carted/bought items skipped",
             skipped,
             settings.bought_together.max_items_per_user,
         )
+    holdout = events.filter(F.col(C.DT) == F.lit(run_date))
+    if not has_previous:
+        log.warning("no candidates for %s: recall on %s not measured", yesterday, run_date)
+    # The model comes from MLflow while Spark measures yesterday's candidates.
+    measured, loaded = concurrently(
+        [
+            lambda: candidate_recall(previous, holdout, cand.recall_k) if has_previous else [],
+            lambda: load_model(settings, run_date),
+        ]
+    )
+    recall: list[Figure] = measured
+    model, als_run_id = loaded
+    similar = read_partition(spark, settings, SIMILAR_ITEMS, run_date)
+    together = bought_together(bt_events, settings.bought_together).cache()
     popular_days = max(settings.popular.window_days, settings.popular.new_arrival_days)
     popular_first = run_date - dt.timedelta(days=popular_days - 1)
     lists = popular_items(
@@ -334,15 +358,6 @@ def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -
     ).cache()
     sources = candidate_sources(events, portraits, model, similar, together, lists, run_date, cand)
     candidates = combine(sources, cand.max_per_user)
-
-    yesterday = run_date - dt.timedelta(days=1)
-    previous = read_partition(spark, settings, CANDIDATES, yesterday)
-    holdout = events.filter(F.col(C.DT) == F.lit(run_date))
-    recall: list[Figure] = []
-    if previous.limit(1).count():
-        recall = candidate_recall(previous, holdout, cand.recall_k)
-    else:
-        log.warning("no candidates for %s: recall on %s not measured", yesterday, run_date)
 
     figures = quality.write_checked(
         spark,

@@ -53,13 +53,19 @@ def run_days(
     """Run ``stages`` for each day in one Spark session, day after day (every stage of a day
     before the next day); returns seconds per (day, stage)."""
     from recsys_lib.spark import get_spark
-    from recsys_lib.stages import run_stage
+    from recsys_lib.stages import StageRunLog, run_stage
 
     spark = get_spark(settings)
+    runs = StageRunLog(spark, settings)
     seconds = {}
-    for run_date in run_dates:
-        for stage in stages:
-            seconds[(run_date, stage)] = run_stage(spark, settings, stage, run_date)["seconds"]
+    try:
+        for run_date in run_dates:
+            for stage in stages:
+                figures = run_stage(spark, settings, stage, run_date, runs)
+                seconds[(run_date, stage)] = figures["seconds"]
+            runs.flush()
+    finally:
+        runs.flush()
     return seconds
 
 
@@ -142,7 +148,14 @@ def backfill(
     seconds per (day, stage) run here.
     """
     from recsys_lib.spark import get_spark
-    from recsys_lib.stages import NIGHTLY, run_stage, run_stage_range, stage_of
+    from recsys_lib.stages import (
+        NIGHTLY,
+        StageRunLog,
+        contiguous,
+        run_stage,
+        run_stage_range,
+        stage_of,
+    )
 
     ordered = [s for s in NIGHTLY if s in set(stages)]
     done = completed_runs(settings, ordered, span) if resume else set()
@@ -151,34 +164,30 @@ def backfill(
     progress = progress or Progress(0, "backfill", stream=None)
     progress.total = sum(1 for d in span.days for s in ordered if (d, s) not in done)
     seconds: dict[tuple[dt.date, str], float] = {}
-    for chunk in span.chunks(size):
-        for stage in (s for s in ordered if stage_of(s).ranged):
-            todo = [d for d in chunk.days if (d, stage) not in done]
-            for part in contiguous(todo):
-                progress.show(f"days, {stage} {part}")
-                for day, figures in run_stage_range(spark, settings, stage, part).items():
+    runs = StageRunLog(spark, settings)
+    try:
+        for chunk in span.chunks(size):
+            for stage in (s for s in ordered if stage_of(s).ranged):
+                todo = [d for d in chunk.days if (d, stage) not in done]
+                for part in contiguous(todo):
+                    progress.show(f"days, {stage} {part}")
+                    for day, figures in run_stage_range(spark, settings, stage, part, runs).items():
+                        seconds[(day, stage)] = figures["seconds"]
+                    progress.advance(len(part), f"days, {stage} {part}")
+            runs.flush()
+            for day in chunk.days:
+                for stage in (s for s in ordered if not stage_of(s).ranged):
+                    if (day, stage) in done:
+                        continue
+                    progress.show(f"days, {stage} {day}")
+                    figures = run_stage(spark, settings, stage, day, runs)
                     seconds[(day, stage)] = figures["seconds"]
-                progress.advance(len(part), f"days, {stage} {part}")
-        for day in chunk.days:
-            for stage in (s for s in ordered if not stage_of(s).ranged):
-                if (day, stage) in done:
-                    continue
-                progress.show(f"days, {stage} {day}")
-                seconds[(day, stage)] = run_stage(spark, settings, stage, day)["seconds"]
-                progress.advance(1, f"days, {stage} {day}")
-    progress.close()
+                    progress.advance(1, f"days, {stage} {day}")
+                runs.flush()
+    finally:
+        runs.flush()
+        progress.close()
     return seconds
-
-
-def contiguous(days_: Sequence[dt.date]) -> list[DayRange]:
-    """Sorted ``days_`` as the fewest ranges of consecutive days."""
-    ranges: list[DayRange] = []
-    for day in sorted(days_):
-        if ranges and day == ranges[-1].last + dt.timedelta(days=1):
-            ranges[-1] = DayRange(ranges[-1].first, day)
-        else:
-            ranges.append(DayRange(day, day))
-    return ranges
 
 
 def _stages(value: str) -> list[str]:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from recsys_lib.config import Settings
 
@@ -174,13 +174,12 @@ def get_spark(settings: Settings, app_name: str | None = None) -> SparkSession:
     return spark
 
 
-T = TypeVar("T")
 MAX_CONCURRENT_ACTIONS = 4
 
 
 def concurrently(
-    calls: Sequence[Callable[[], T]], *, return_exceptions: bool = False
-) -> list[T | BaseException]:
+    calls: Sequence[Callable[[], Any]], *, return_exceptions: bool = False
+) -> list[Any]:
     """Run independent Spark actions (``calls``) from threads of the driver; their results in
     order. Each thread inherits the caller's job group and local properties.
 
@@ -193,7 +192,7 @@ def concurrently(
     from pyspark import SparkContext
 
     if len(calls) <= 1:
-        outcomes: list[T | BaseException] = []
+        outcomes: list[Any] = []
         for call in calls:
             try:
                 outcomes.append(call())
@@ -206,7 +205,7 @@ def concurrently(
     context = SparkContext._active_spark_context
     properties = context._jsc.sc().getLocalProperties().clone() if context else None
 
-    def guarded(call: Callable[[], T]) -> T | BaseException:
+    def guarded(call: Callable[[], Any]) -> Any:
         if context is not None:
             context._jsc.sc().setLocalProperties(properties)  # job group, description, pool
         try:

@@ -12,7 +12,7 @@ import datetime as dt
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,13 +73,57 @@ def stage_of(name: str) -> Stage:
         raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}") from None
 
 
+class StageRunLog:
+    """``ops.stage_runs`` rows of a session's stage runs, kept until :meth:`flush` writes them:
+    one commit for the runs of a day (or of a range) instead of one per stage.
+
+    A one-row Delta commit costs as much as a small stage's whole work on a small shop; a
+    session that runs many stages (``recsys run all``, ``recsys backfill``) flushes after
+    each day and when a stage fails. If the process is killed first, the rows of that day's
+    finished stages are missing, and ``recsys backfill --resume`` runs those stages again.
+    """
+
+    def __init__(self, spark: SparkSession, settings: Settings) -> None:
+        self.spark, self.settings = spark, settings
+        self.pending: dict[str, dict[dt.date, dict[str, float]]] = {}
+
+    def add(self, stage: str, by_day: dict[dt.date, dict[str, float]]) -> None:
+        self.pending.setdefault(stage, {}).update(by_day)
+
+    def flush(self) -> None:
+        """Write the pending rows: one commit per set of stages that ran on the same days."""
+        groups: dict[DayRange, dict[str, dict[dt.date, dict[str, float]]]] = {}
+        for stage, by_day in self.pending.items():
+            for span in contiguous(by_day):
+                groups.setdefault(span, {})[stage] = {d: by_day[d] for d in span.days}
+        self.pending = {}
+        for span, stages in groups.items():
+            record_stage_runs(self.spark, self.settings, stages, span)
+
+
+def contiguous(days: Iterable[dt.date]) -> list[DayRange]:
+    """``days`` as the fewest ranges of consecutive days, in date order."""
+    ranges: list[DayRange] = []
+    for day in sorted(days):
+        if ranges and day == ranges[-1].last + dt.timedelta(days=1):
+            ranges[-1] = DayRange(ranges[-1].first, day)
+        else:
+            ranges.append(DayRange(day, day))
+    return ranges
+
+
 def run_stage(
-    spark: SparkSession, settings: Settings, stage: str, run_date: dt.date
+    spark: SparkSession,
+    settings: Settings,
+    stage: str,
+    run_date: dt.date,
+    runs: StageRunLog | None = None,
 ) -> dict[str, float]:
-    """Run one stage for one day; returns its figures plus ``seconds``."""
+    """Run one stage for one day; returns its figures plus ``seconds``. Its ``ops.stage_runs``
+    row is written at once, or kept in ``runs`` for a later flush."""
     spec = stage_of(stage)
     if spec.ranged:
-        return run_stage_range(spark, settings, stage, DayRange.of(run_date))[run_date]
+        return run_stage_range(spark, settings, stage, DayRange.of(run_date), runs)[run_date]
     ensure_tables(spark, settings)
     started = time.perf_counter()
     log.info("stage %s for %s: start", stage, run_date)
@@ -89,13 +133,17 @@ def run_stage(
         # A stage's cached frames are its own: nothing cached survives it.
         spark.catalog.clearCache()
     figures["seconds"] = time.perf_counter() - started
-    record_stage_runs(spark, settings, stage, {run_date: figures})
+    _record(spark, settings, stage, {run_date: figures}, runs)
     log.info("stage %s for %s: done in %.1fs %s", stage, run_date, figures["seconds"], figures)
     return figures
 
 
 def run_stage_range(
-    spark: SparkSession, settings: Settings, stage: str, days: DayRange
+    spark: SparkSession,
+    settings: Settings,
+    stage: str,
+    days: DayRange,
+    runs: StageRunLog | None = None,
 ) -> dict[dt.date, dict[str, float]]:
     """Run a ranged stage for every day of ``days`` in one pass: one read, one write per
     table that replaces exactly those days. Each day gets the rows and figures a run of that
@@ -116,25 +164,38 @@ def run_stage_range(
     seconds = time.perf_counter() - started
     for figures in by_day.values():
         figures["seconds"] = seconds / len(days)
-    record_stage_runs(spark, settings, stage, by_day, days)
+    _record(spark, settings, stage, by_day, runs)
     log.info("stage %s for %s: done in %.1fs", stage, days, seconds)
     return by_day
+
+
+def _record(
+    spark: SparkSession,
+    settings: Settings,
+    stage: str,
+    by_day: dict[dt.date, dict[str, float]],
+    runs: StageRunLog | None,
+) -> None:
+    if runs is None:
+        record_stage_runs(spark, settings, {stage: by_day}, DayRange(min(by_day), max(by_day)))
+    else:
+        runs.add(stage, by_day)
 
 
 def record_stage_runs(
     spark: SparkSession,
     settings: Settings,
-    stage: str,
-    by_day: dict[dt.date, dict[str, float]],
-    days: DayRange | None = None,
+    stages: dict[str, dict[dt.date, dict[str, float]]],
+    days: DayRange,
 ) -> None:
-    """Replace the ``ops.stage_runs`` rows of ``stage`` for these days, in one commit."""
+    """Replace the ``ops.stage_runs`` rows of these stages for ``days`` (every stage ran on
+    every one of them), in one commit."""
     rows = [
         (day, stage, figures["seconds"], {k: float(v) for k, v in figures.items()})
+        for stage, by_day in sorted(stages.items())
         for day, figures in sorted(by_day.items())
     ]
     frame = spark.createDataFrame(
         rows, f"{C.DT} date, {C.STAGE} string, {C.SECONDS} double, {C.FIGURES} map<string,double>"
     ).withColumn(C.FINISHED_AT, F.current_timestamp())
-    span = days or DayRange(min(by_day), max(by_day))
-    write_partition(frame, settings, STAGE_RUNS, span, {C.STAGE: stage})
+    write_partition(frame, settings, STAGE_RUNS, days, {C.STAGE: tuple(sorted(stages))})
