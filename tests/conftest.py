@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,16 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 RR_SAMPLE = SHARED_DATA / "retailrocket" / "events_sample_5000_visitors.csv.gz"
 RR_TREE = SHARED_DATA / "retailrocket" / "category_tree.csv.gz"
 TEST_KEY = "test-pseudonym-key"
+# One session runs every Spark test (40 min in CI at 2g, until its heap ran out mid-suite).
+TEST_DRIVER_MEMORY = "4g"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that uses the Spark session ``spark``: ``-m "not spark"`` runs the
+    pure tests alone, in seconds."""
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.spark)
 
 
 def make_settings(home: Path, **overrides: str) -> Settings:
@@ -24,7 +35,7 @@ def make_settings(home: Path, **overrides: str) -> Settings:
     environ = {
         "RECSYS__PATHS__JARS_CACHE": str(REPO / ".cache" / "ivy"),
         "RECSYS__SPARK__SHUFFLE_PARTITIONS": "2",
-        "RECSYS__SPARK__DRIVER_MEMORY": "2g",
+        "RECSYS__SPARK__DRIVER_MEMORY": TEST_DRIVER_MEMORY,
         "RECSYS_PSEUDONYM_KEY": TEST_KEY,
         **{f"RECSYS__{k.upper()}": v for k, v in overrides.items()},
     }
@@ -48,6 +59,21 @@ def spark(spark_home: Path) -> Iterator[object]:
     session = get_spark(settings, app_name="recsys-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_spark_memory() -> Iterator[None]:
+    """After each module, if the session is up: drop its cached frames and the Delta logs
+    (with their cached table states) of tables that lived in that module's temp dirs."""
+    yield
+    if "pyspark.sql" not in sys.modules:
+        return
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.catalog.clearCache()
+        session._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
 
 
 @pytest.fixture()
