@@ -51,6 +51,7 @@ class SparkSettings:
     packages: tuple[str, ...]
     conf: Mapping[str, str] = field(default_factory=dict)
     submit_java_options: str = ""
+    concurrent_actions: int = 4  # independent Spark actions a stage runs side by side; 1 = none
 
 
 @dataclass(frozen=True)

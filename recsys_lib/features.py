@@ -16,6 +16,7 @@ from recsys_lib import constants as C
 from recsys_lib import quality
 from recsys_lib.config import FeatureSettings, Settings
 from recsys_lib.portraits import PORTRAIT_DAYS, user_portraits
+from recsys_lib.spark import concurrently
 from recsys_lib.storage import read_partition, read_window
 from recsys_lib.tables import (
     CLEAN_ITEMS,
@@ -102,13 +103,16 @@ def features_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
     user_daily = read_window(spark, settings, USER_DAILY, first_user_day, run_date)
     user_item_daily = read_window(spark, settings, USER_ITEM_DAILY, first_user_day, run_date)
     item_prices = items.select(C.ITEM_ID, C.CATEGORY_ID, C.PRICE, C.PRICE_PCT_IN_CATEGORY)
-    outputs = [
-        (ITEM_FEATURES, item_features(item_daily, items, run_date, settings.features)),
-        (
-            USER_PORTRAIT,
-            user_portraits(user_daily, user_item_daily, item_prices, run_date, settings.features),
-        ),
-    ]
+    # Each builder runs one action (its population totals); side by side they overlap.
+    item_rows, portrait_rows = concurrently(
+        [
+            lambda: item_features(item_daily, items, run_date, settings.features),
+            lambda: user_portraits(
+                user_daily, user_item_daily, item_prices, run_date, settings.features
+            ),
+        ]
+    )
+    outputs = [(ITEM_FEATURES, item_rows), (USER_PORTRAIT, portrait_rows)]
     figures = quality.write_checked(spark, settings, outputs, run_date)
     items.unpersist()
     return figures

@@ -10,7 +10,7 @@ import sys
 from recsys_lib.config import load_settings
 from recsys_lib.logs import configure_logging
 from recsys_lib.spark import get_spark
-from recsys_lib.stages import run_stage
+from recsys_lib.stages import run_stage, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ def main(stage: str, argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         settings = load_settings(args.env)
+        warm_up(settings, stage)  # MLflow opens while the JVM starts
         spark = get_spark(settings, app_name=f"recsys-{stage}-{args.date}")
         run_stage(spark, settings, stage, args.date)
     except Exception as exc:

@@ -41,8 +41,13 @@ def quintile_score(value: Column, cuts: list[float]) -> Column:
 
 def quintile_cuts(df: DataFrame, column: str) -> list[float]:
     """The 20/40/60/80 % cut points of ``column`` (one small row to the driver)."""
-    row = df.agg(F.percentile_approx(column, list(QUINTILES), 100_000).alias("q")).first()
+    row = df.agg(quintile_aggregate(column).alias("q")).first()
     return [float(v) for v in row["q"]] if row and row["q"] else [0.0] * len(QUINTILES)
+
+
+def quintile_aggregate(column: str) -> Column:
+    """The aggregate behind :func:`quintile_cuts`, to compute with others in one pass."""
+    return F.percentile_approx(column, list(QUINTILES), 100_000)
 
 
 def lifecycle_stage(days_since_first: Column, days_since_last: Column) -> Column:
@@ -168,21 +173,28 @@ def user_portraits(
         .na.fill({C.DISTINCT_ITEMS_90D: 0, C.DISTINCT_CATEGORIES_90D: 0, C.SPEND_90D: 0.0})
         .cache()
     )
+    recency = -F.col(C.DAYS_SINCE_LAST_EVENT)
+    users = users.withColumn("_recency", recency)
+    # The conversion priors and the three sets of RFM cut points in one pass.
     totals = users.agg(
         F.sum(f"{C.VIEWS}_90d").alias("v"),
         F.sum(f"{C.CARTS}_90d").alias("c"),
         F.sum(f"{C.PURCHASES}_90d").alias("p"),
         F.sum(F.greatest(F.col(f"{C.VIEWS}_90d"), F.col(f"{C.CARTS}_90d"))).alias("vc"),
         F.sum(F.greatest(F.col(f"{C.VIEWS}_90d"), F.col(f"{C.PURCHASES}_90d"))).alias("vp"),
+        quintile_aggregate("_recency").alias("r_cuts"),
+        quintile_aggregate(C.ACTIVE_DAYS_90D).alias("f_cuts"),
+        quintile_aggregate(C.SPEND_90D).alias("m_cuts"),
     ).first()
     assert totals is not None
     cart_prior = float(totals["c"] or 0) / float(totals["vc"] or 1)
     purchase_prior = float(totals["p"] or 0) / float(totals["vp"] or 1)
-    recency = -F.col(C.DAYS_SINCE_LAST_EVENT)
-    users = users.withColumn("_recency", recency)
-    r_cuts = quintile_cuts(users, "_recency")
-    f_cuts = quintile_cuts(users, C.ACTIVE_DAYS_90D)
-    m_cuts = quintile_cuts(users, C.SPEND_90D)
+
+    def cuts(name: str) -> list[float]:
+        values = totals[name]
+        return [float(v) for v in values] if values else [0.0] * len(QUINTILES)
+
+    r_cuts, f_cuts, m_cuts = cuts("r_cuts"), cuts("f_cuts"), cuts("m_cuts")
     days_since_first = F.datediff(F.lit(run_date), F.col(C.FIRST_ACTIVE_DATE))
     strength = settings.rate_prior_strength
     portraits = (

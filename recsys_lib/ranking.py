@@ -64,6 +64,7 @@ from recsys_lib.importance import (
 )
 from recsys_lib.models.ranker import fit_ranker
 from recsys_lib.samples import day_labels
+from recsys_lib.spark import concurrently
 from recsys_lib.storage import read_partition, read_window, table_version, write_partitions
 from recsys_lib.tables import (
     CANDIDATES,
@@ -309,7 +310,6 @@ def holdout_figures(
         .unionByName(spark.createDataFrame(model_lists, LISTS_SCHEMA))
         .cache()
     )
-    figures = ranking_metrics(lists, relevant, ks, users)
     items = read_partition(spark, settings, ITEM_FEATURES, as_of)
     first = as_of - dt.timedelta(days=29)
     popularity = (
@@ -317,14 +317,23 @@ def holdout_figures(
         .groupBy(C.ITEM_ID)
         .agg(F.sum(C.USERS).alias(C.USERS))
     )
-    catalogue = read_partition(spark, settings, CLEAN_ITEMS, as_of).count()
-    active = candidates.select(C.USER_ID).distinct().count()
-    figures += beyond_accuracy_metrics(
-        lists, items.select(C.ITEM_ID, C.CATEGORY_ID), popularity, active, catalogue, ks
+    catalogue, active = concurrently(
+        [
+            lambda: read_partition(spark, settings, CLEAN_ITEMS, as_of).count(),
+            lambda: candidates.select(C.USER_ID).distinct().count(),
+        ]
+    )
+    accuracy, beyond = concurrently(
+        [
+            lambda: ranking_metrics(lists, relevant, ks, users),
+            lambda: beyond_accuracy_metrics(
+                lists, items.select(C.ITEM_ID, C.CATEGORY_ID), popularity, active, catalogue, ks
+            ),
+        ]
     )
     lists.unpersist()
     users.unpersist()
-    return figures
+    return [*accuracy, *beyond]
 
 
 def value_of(figures: Sequence[Figure], variant: str, metric: str, k: int) -> float | None:
@@ -393,8 +402,12 @@ def register(settings: Settings, ranker: Ranker, run_id: str) -> str:
         existing = []
     if existing:
         return str(min(existing))
+    # Stated requirements: inferring them imports and inspects the environment (10 s here).
     info = mlflow.lightgbm.log_model(
-        ranker.booster(), name=MODEL_ARTIFACT, registered_model_name=name
+        ranker.booster(),
+        name=MODEL_ARTIFACT,
+        registered_model_name=name,
+        pip_requirements=[f"lightgbm=={lgb.__version__}"],
     )
     version = str(info.registered_model_version)
     mlflow_client.set_model_version_tag(name, version, CONTENT_HASH_TAG, ranker.content_hash)
@@ -517,7 +530,13 @@ def train_ranker(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
     """Stage ``train_ranker`` (see the module docstring)."""
     ranker_settings = settings.ranker
     train_days, valid_day, holdout_day = label_days(run_date, ranker_settings.train_days)
-    samples = collect_samples(spark, settings, train_days[0], holdout_day)
+    # The champion of the night's start comes from the registry while Spark collects.
+    samples, champion = concurrently(
+        [
+            lambda: collect_samples(spark, settings, train_days[0], holdout_day),
+            lambda: load_champion(settings, run_date, before_night=True),
+        ]
+    )
     present = sorted(set(samples[C.DT]))
     log.info("training samples: %d rows in label days %s", len(samples), present)
     figures: dict[str, float] = {"sample_rows": float(len(samples)), "label_days": len(present)}
@@ -557,7 +576,6 @@ def train_ranker(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
         valid = samples[samples[C.DT] == valid_day]
         holdout = samples[samples[C.DT] == holdout_day]
         trained = train_variants(train, valid, settings)
-        champion = load_champion(settings, run_date, before_night=True)
         k = max(ranker_settings.eval_k)
         model_lists = [
             top_lists(holdout, r.predict(holdout), v, k) for v, (r, _) in trained.items()

@@ -25,6 +25,7 @@ from recsys_lib.config import QualitySettings, Settings
 from recsys_lib.publish import publish, stage
 from recsys_lib.ranking import Champion, load_champion, score_frame
 from recsys_lib.samples import features_of_day
+from recsys_lib.spark import concurrently
 from recsys_lib.storage import read_partition, read_window
 from recsys_lib.tables import CANDIDATES, CLEAN_EVENTS, ITEM_FEATURES, USER_RECOMMENDATIONS
 
@@ -131,19 +132,29 @@ def audit(
     rec = settings.recommend
     table = USER_RECOMMENDATIONS.name
     limits = QualitySettings(min_row_ratio=rec.min_row_ratio, max_row_ratio=rec.max_row_ratio)
-    checks = quality.contract_checks(staged, USER_RECOMMENDATIONS, yesterday_rows, limits)
-    stats = staged.agg(
+    stats_query = staged.agg(
         F.countDistinct(C.USER_ID).alias("users"),
+        F.countDistinct(C.USER_ID, C.ITEM_ID).alias("pairs"),
+        F.count(F.when(F.col(C.USER_ID).isNotNull() & F.col(C.ITEM_ID).isNotNull(), 1)).alias(
+            "keyed"
+        ),
         F.count(F.when((F.col(C.RANK) < 1) | (F.col(C.RANK) > rec.top_k), 1)).alias("bad_ranks"),
         F.count(
             F.when(F.isnan(C.SCORE) | F.col(C.SCORE).isin(float("inf"), float("-inf")), 1)
         ).alias("bad_scores"),
-    ).first()
-    assert stats is not None
-    duplicate_items = (
-        staged.groupBy(C.USER_ID, C.ITEM_ID).count().filter(F.col("count") > 1).count()
     )
-    bought = staged.join(purchased, [C.USER_ID, C.ITEM_ID]).count()
+    # The contract's checks, the list statistics and the purchased-item count: three
+    # independent passes over the staged rows, side by side.
+    checks, stats, bought = concurrently(
+        [
+            lambda: quality.contract_checks(staged, USER_RECOMMENDATIONS, yesterday_rows, limits),
+            stats_query.first,
+            lambda: staged.join(purchased, [C.USER_ID, C.ITEM_ID]).count(),
+        ]
+    )
+    assert stats is not None
+    # Extra copies of a (user, item) pair; a null id fails the contract's own null check.
+    duplicate_items = stats["keyed"] - stats["pairs"]
     coverage = stats["users"] / candidate_users if candidate_users else 0.0
     return [
         *checks,
@@ -159,11 +170,18 @@ def audit(
 def recommend_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
     """Stage ``recommend``: rank, stage, audit, publish ``recs.user_recommendations``."""
     candidates = read_partition(spark, settings, CANDIDATES, run_date)
-    candidate_users = candidates.select(C.USER_ID).distinct().count()
+    yesterday = run_date - dt.timedelta(days=1)
+    # The champion of that night (a rerun of a past night ranks as that night did) comes from
+    # MLflow while Spark counts today's candidate users and yesterday's published rows.
+    candidate_users, yesterday_rows, champion = concurrently(
+        [
+            lambda: candidates.select(C.USER_ID).distinct().count(),
+            lambda: read_partition(spark, settings, USER_RECOMMENDATIONS, yesterday).count(),
+            lambda: load_champion(settings, run_date),
+        ]
+    )
     if candidate_users == 0:
         raise RuntimeError(f"features.candidates has no rows for {run_date}: run `candidates`")
-    # The champion of that night: a rerun of a past night ranks as that night did.
-    champion = load_champion(settings, run_date)
     if champion is None:
         log.warning(
             "no %s@champion yet: ranking by the candidates' union order",
@@ -176,8 +194,6 @@ def recommend_day(spark: SparkSession, settings: Settings, run_date: dt.date) ->
         recommendations(spark, settings, run_date, champion),
         run_date,
     )
-    yesterday = run_date - dt.timedelta(days=1)
-    yesterday_rows = read_partition(spark, settings, USER_RECOMMENDATIONS, yesterday).count()
     checks = audit(
         staged, purchases(spark, settings, run_date), candidate_users, yesterday_rows, settings
     )

@@ -27,6 +27,7 @@ from recsys_lib.importance import (
     static_components,
     with_importance,
 )
+from recsys_lib.spark import concurrently
 from recsys_lib.storage import read_partition, read_window
 from recsys_lib.tables import (
     CANDIDATES,
@@ -220,10 +221,16 @@ def training_samples(
 def samples_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
     """Stage ``samples``: the training samples labelled by ``run_date``'s events."""
     as_of = run_date - dt.timedelta(days=1)
-    if read_partition(spark, settings, CANDIDATES, as_of).limit(1).count() == 0:
+    # The loss predictor comes from MLflow while Spark looks for yesterday's candidates.
+    has_candidates, (predictor, run_id) = concurrently(
+        [
+            lambda: read_partition(spark, settings, CANDIDATES, as_of).limit(1).count() > 0,
+            lambda: latest_predictor(settings, as_of),
+        ]
+    )
+    if not has_candidates:
         log.warning("no candidates for %s: no training samples labelled on %s", as_of, run_date)
         return {"rows.features.training_samples": 0.0}
-    predictor, run_id = latest_predictor(settings, as_of)
     if predictor is None:
         log.info("no loss predictor from the %s ranker run: learned weight 1.0", as_of)
     samples = training_samples(spark, settings, run_date, predictor).cache()

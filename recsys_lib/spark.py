@@ -171,10 +171,12 @@ def get_spark(settings: Settings, app_name: str | None = None) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    global _max_concurrent_actions
+    _max_concurrent_actions = max(1, settings.spark.concurrent_actions)
     return spark
 
 
-MAX_CONCURRENT_ACTIONS = 4
+_max_concurrent_actions = 4  # spark.concurrent_actions of the session (get_spark sets it)
 
 
 def concurrently(
@@ -191,7 +193,7 @@ def concurrently(
     """
     from pyspark import SparkContext
 
-    if len(calls) <= 1:
+    if len(calls) <= 1 or _max_concurrent_actions == 1:
         outcomes: list[Any] = []
         for call in calls:
             try:
@@ -213,7 +215,7 @@ def concurrently(
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             return exc
 
-    workers = min(len(calls), MAX_CONCURRENT_ACTIONS)
+    workers = min(len(calls), _max_concurrent_actions)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recsys-action") as pool:
         results = list(pool.map(guarded, calls))
     if not return_exceptions:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class Stage:
     name: str
     function: str  # "module:function"
     ranged: bool = False  # days independent of each other: a range runs in one pass
+    tracked: bool = False  # logs to MLflow: the store is opened while Spark works
 
     def load(self) -> Callable[..., Any]:
         module, _, attribute = self.function.partition(":")
@@ -51,13 +53,13 @@ STAGES: dict[str, Stage] = {
         Stage("ingest", "recsys_lib.ingest:ingest", ranged=True),
         Stage("clean", "recsys_lib.cleaning:clean", ranged=True),
         Stage("aggregate", "recsys_lib.aggregates:aggregate", ranged=True),
-        Stage("items", "recsys_lib.items:items_day"),
+        Stage("items", "recsys_lib.items:items_day", tracked=True),
         Stage("features", "recsys_lib.features:features_day"),
-        Stage("train_als", "recsys_lib.models.als:train_als"),
-        Stage("candidates", "recsys_lib.candidates:candidates_day"),
-        Stage("samples", "recsys_lib.samples:samples_day"),
-        Stage("train_ranker", "recsys_lib.ranking:train_ranker"),
-        Stage("recommend", "recsys_lib.recommend:recommend_day"),
+        Stage("train_als", "recsys_lib.models.als:train_als", tracked=True),
+        Stage("candidates", "recsys_lib.candidates:candidates_day", tracked=True),
+        Stage("samples", "recsys_lib.samples:samples_day", tracked=True),
+        Stage("train_ranker", "recsys_lib.ranking:train_ranker", tracked=True),
+        Stage("recommend", "recsys_lib.recommend:recommend_day", tracked=True),
     )
 }
 NIGHTLY = C.NIGHTLY_STAGES
@@ -101,6 +103,25 @@ class StageRunLog:
             record_stage_runs(self.spark, self.settings, stages, span)
 
 
+def warm_up(settings: Settings, stage: str) -> None:
+    """For a stage that logs to MLflow, import MLflow and open its store in a background
+    thread: the first MLflow call of a process took 2-5 s here (the import, then the SQLite
+    schema check), time the stage's Spark work (or the JVM's start) now covers. Errors are
+    left for the stage's own first call to raise."""
+    if not stage_of(stage).tracked:
+        return
+
+    def open_store() -> None:
+        try:
+            from recsys_lib import tracking
+
+            tracking.use_experiment(settings)
+        except Exception:  # noqa: BLE001 - the stage's own call reports it
+            log.debug("opening the MLflow store ahead of the stage failed", exc_info=True)
+
+    threading.Thread(target=open_store, name="recsys-mlflow", daemon=True).start()
+
+
 def contiguous(days: Iterable[dt.date]) -> list[DayRange]:
     """``days`` as the fewest ranges of consecutive days, in date order."""
     ranges: list[DayRange] = []
@@ -124,6 +145,7 @@ def run_stage(
     spec = stage_of(stage)
     if spec.ranged:
         return run_stage_range(spark, settings, stage, DayRange.of(run_date), runs)[run_date]
+    warm_up(settings, stage)
     ensure_tables(spark, settings)
     started = time.perf_counter()
     log.info("stage %s for %s: start", stage, run_date)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 from pathlib import Path
 
 import mlflow
@@ -16,8 +17,20 @@ RUN_DATE_TAG = "recsys.run_date"
 MODEL_VERSION_TAG = "recsys.model_version"
 
 
+_opening = threading.Lock()
+
+
 def use_experiment(settings: Settings) -> str:
-    """Point MLflow at the configured store; create the experiment if needed. Returns its id."""
+    """Point MLflow at the configured store; create the experiment if needed. Returns its id.
+
+    Serialised: the stage runner opens the store in a background thread while the stage's
+    Spark work runs (``stages.warm_up``), and two threads must not create a new store's
+    tables at once."""
+    with _opening:
+        return _open_experiment(settings)
+
+
+def _open_experiment(settings: Settings) -> str:
     # A progress bar per artifact download floods the nightly logs.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = settings.tracking_uri

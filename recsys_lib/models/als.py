@@ -150,11 +150,12 @@ def dense_index(ids: DataFrame, column: str, index: str) -> DataFrame:
 def memory_bound_mb(n_users: int, n_items: int, nnz: int, factors: int) -> float:
     """Peak driver memory of the single-node fit, in MiB (an upper estimate).
 
-    The pairs arrive as a pandas frame and become two CSR matrices (user x item and its
-    transpose), ~12 bytes a non-zero each; factors are float32, with a working copy; user ids
-    are 64-character hashes.
+    The pairs arrive as a pandas frame with the 64-character user id of each pair (~130
+    bytes a non-zero as Python strings) and become two CSR matrices (user x item and its
+    transpose), ~12 bytes a non-zero each; factors are float32, with a working copy; the
+    distinct user ids stay as strings.
     """
-    pairs = nnz * (12 * 3)
+    pairs = nnz * (130 + 12 * 3)
     factor_bytes = (n_users + n_items) * factors * 4 * 2
     ids = n_users * 120 + n_items * 8
     return (pairs + factor_bytes + ids) / 2**20
@@ -195,18 +196,23 @@ def fit(matrix: sp.csr_matrix, als: AlsSettings) -> tuple[np.ndarray, np.ndarray
 def build_matrix(
     spark: SparkSession, pairs: DataFrame, als: AlsSettings
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """Collect the indexed confidence matrix and the id arrays, within the memory bound."""
-    users = dense_index(pairs, C.USER_ID, USER_INDEX).cache()
-    items = dense_index(pairs, C.ITEM_ID, ITEM_INDEX).cache()
-    n_users, n_items = users.count(), items.count()
-    nnz = pairs.count()
+    """Collect the confidence matrix and the id arrays, within the memory bound.
+
+    Two Spark jobs: the shape (distinct users and items, non-zeros), checked against
+    ``als.max_matrix_mb`` before anything is collected, then the pairs themselves. Ids are
+    numbered 0..n-1 in sorted order on the driver."""
+    shape = pairs.agg(
+        F.countDistinct(C.USER_ID).alias("users"),
+        F.countDistinct(C.ITEM_ID).alias("items"),
+        F.count(F.lit(1)).alias("nnz"),
+    ).first()
+    assert shape is not None
+    n_users, n_items, nnz = int(shape["users"]), int(shape["items"]), int(shape["nnz"])
     bound = memory_bound_mb(n_users, n_items, nnz, als.factors)
     log.info(
         "ALS matrix %d users x %d items, %d non-zeros: ~%.0f MiB", n_users, n_items, nnz, bound
     )
     if bound > als.max_matrix_mb:
-        users.unpersist()
-        items.unpersist()
         raise AlsMemoryError(
             f"the implicit ALS backend needs ~{bound:.0f} MiB for {n_users} users x {n_items} "
             f"items ({nnz} non-zeros), above als.max_matrix_mb={als.max_matrix_mb}. Set "
@@ -214,23 +220,16 @@ def build_matrix(
             "the executors, shorten als.window_days, or raise als.max_matrix_mb if the driver "
             "has the memory."
         )
-    indexed = (
-        pairs.join(users, C.USER_ID)
-        .join(items, C.ITEM_ID)
-        .select(USER_INDEX, ITEM_INDEX, F.col(WEIGHT).cast("float"))
-        .toPandas()
-    )
+    frame = pairs.select(C.USER_ID, C.ITEM_ID, F.col(WEIGHT).cast("float")).toPandas()
+    user_ids, user_index = np.unique(frame[C.USER_ID].to_numpy().astype(str), return_inverse=True)
+    item_ids, item_index = np.unique(frame[C.ITEM_ID].to_numpy(np.int64), return_inverse=True)
     matrix = sp.csr_matrix(
-        (indexed[WEIGHT].to_numpy(), (indexed[USER_INDEX], indexed[ITEM_INDEX])),
-        shape=(n_users, n_items),
+        (frame[WEIGHT].to_numpy(), (user_index, item_index)),
+        shape=(len(user_ids), len(item_ids)),
         dtype=np.float32,
     )
     # The rows arrive in shuffle order; the solver's sums must not depend on it.
     matrix.sort_indices()
-    user_ids = users.orderBy(USER_INDEX).toPandas()[C.USER_ID].to_numpy().astype(str)
-    item_ids = items.orderBy(ITEM_INDEX).toPandas()[C.ITEM_ID].to_numpy().astype(np.int64)
-    users.unpersist()
-    items.unpersist()
     return matrix, user_ids, item_ids
 
 

@@ -53,6 +53,7 @@ from pyspark.sql import types as T
 
 from recsys_lib import constants as C
 from recsys_lib.config import CompletionSettings, Settings
+from recsys_lib.spark import concurrently
 from recsys_lib.windows import event_weight
 
 if TYPE_CHECKING:
@@ -882,34 +883,49 @@ def complete_categories(
     leaves = best_leaves(
         item_leaf_votes(window, items, categories, vote_targets, event_weights=weights)
     ).cache()
-    evaluation += _leaf_evaluation(spark, model.holdout, leaves, items, categories, cs)
-    for variant, metric, _k, value in evaluation:
-        if variant == VARIANT_LEAF:
-            figures[f"leaf_{metric}"] = value
-
-    if not model.accepted:
-        note = (
-            f"the model does not beat the most-frequent baseline on the holdout (top-1 "
-            f"{figures['holdout_top1']:.3f} vs {figures['baseline_top1']:.3f}): nothing filled"
-        )
-        log.warning("category completion: %s", note)
-        result_items, predictions = items, None
-    else:
+    predictions = fill = None
+    if model.accepted:
         figures["model_accepted"] = 1.0
         predictions = predict_top_categories(
             targets, model.model_text, model.feature_columns, model.classes
         ).cache()
         fill = choose_fill(predictions, leaves, cs.min_confidence, cs.leaf_min_confidence)
         fill = fill.cache()
-        fill_counts = fill.agg(
+
+    def fill_counts() -> tuple[float, float, float]:
+        if predictions is None or fill is None:
+            return 0.0, 0.0, 0.0
+        row = fill.agg(
             F.count(F.lit(1)).alias("filled"),
             F.count(F.when(F.col(FILL_IS_LEAF), F.lit(1))).alias("leaf"),
         ).first()
-        assert fill_counts is not None
-        figures["predicted"] = float(predictions.count())
-        figures["filled"] = float(fill_counts["filled"])
-        figures["filled_leaf"] = float(fill_counts["leaf"])
-        figures["filled_top"] = figures["filled"] - figures["filled_leaf"]
+        assert row is not None
+        return float(predictions.count()), float(row["filled"]), float(row["leaf"])
+
+    # The holdout's leaf evaluation and the fill's counts do not depend on each other.
+    leaf_figures, (predicted, filled, filled_leaf) = concurrently(
+        [
+            lambda: _leaf_evaluation(spark, model.holdout, leaves, items, categories, cs),
+            fill_counts,
+        ]
+    )
+    evaluation += leaf_figures
+    for variant, metric, _k, value in evaluation:
+        if variant == VARIANT_LEAF:
+            figures[f"leaf_{metric}"] = value
+
+    if fill is None:
+        note = (
+            f"the model does not beat the most-frequent baseline on the holdout (top-1 "
+            f"{figures['holdout_top1']:.3f} vs {figures['baseline_top1']:.3f}): nothing filled"
+        )
+        log.warning("category completion: %s", note)
+        result_items = items
+    else:
+        figures["predicted"] = predicted
+        figures["filled"] = filled
+        figures["filled_leaf"] = filled_leaf
+        figures["filled_top"] = filled - filled_leaf
         result_items = apply_fill(items, fill, categories)
     figures["predict_seconds"] = time.perf_counter() - predict_started
     figures["seconds"] = time.perf_counter() - started
