@@ -335,11 +335,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     # Whole nights for the three days before the last: the Airflow night then has samples
     # of three label days (training, validation, holdout) and trains the first ranker.
     nights = days(last - dt.timedelta(days=DEMO_NIGHTS), last - dt.timedelta(days=1))
-    history = days(first, nights[0] - dt.timedelta(days=1))
-    print(f"[demo] backfilling {'+'.join(HISTORY_STAGES)} for {history[0]} .. {history[-1]}")
-    run_days(settings, HISTORY_STAGES, history)
+    # The history stages of every day up to the last night in one range pass, then the
+    # nights' own stages day by day: the same rows as whole nights one after another.
+    print(f"[demo] backfilling {'+'.join(HISTORY_STAGES)} for {first} .. {nights[-1]}")
+    backfill(settings, HISTORY_STAGES, DayRange(first, nights[-1]), progress=Progress(0, "demo"))
     print(f"[demo] nightly stages in-process for {nights[0]} .. {nights[-1]}")
-    run_days(settings, NIGHTLY_STAGES, nights)
+    nightly = [s for s in NIGHTLY_STAGES if s not in HISTORY_STAGES]
+    backfill(settings, nightly, DayRange(nights[0], nights[-1]), progress=Progress(0, "demo"))
     print(f"[demo] airflow dags test recsys_nightly {last}")
     airflow_dags_test(settings, last)
     print(summary(settings, last))
