@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 JARS := .cache/ivy/.resolved
 JVM := .cache/jvm/.built
 
-.PHONY: setup demo test test-fast bench lint airflow mlflow clean clean-all
+.PHONY: setup demo test test-fast test-pure bench bench-nightly bench-profile lint airflow mlflow clean clean-all
 
 setup: $(INSTALLED) $(JARS) $(JVM)
 
@@ -47,14 +47,26 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
+# Tests that need no Spark session: seconds, no JVM.
+test-pure: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not spark"
+
 # Prints figures, asserts nothing; results go to docs/benchmarks.md with the machine.
-bench: setup
-	$(BIN)/python bench/nightly.py --scale 1.0 --work bench_work
+bench: bench-profile bench-nightly
 	$(BIN)/python bench/categories.py --shop --scale 1.0
 	$(BIN)/python bench/als.py
-	$(BIN)/python bench/als.py --warehouse bench_work/warehouse --date 2015-07-31 --repeat 1
+	$(BIN)/python bench/als.py --warehouse bench_work/rr_1.0/warehouse --date 2015-09-18 --repeat 1
 	$(BIN)/python bench/recall.py
 	$(BIN)/recsys benchmark movielens-100k --data ../shared/data/movielens-100k
+
+# Where one demo night's time goes, stage by stage (docs/benchmarks.md, "Profile").
+bench-profile: setup
+	$(BIN)/python bench/stage_profile.py --work bench_work/profile
+
+# The whole night at the real log's scale and below it: per-stage seconds, peak memory and
+# the cost curve (docs/benchmarks.md).
+bench-nightly: setup
+	$(BIN)/python bench/nightly.py --scales 0.25,0.5,1.0 --work bench_work
 
 lint: setup
 	$(BIN)/ruff check recsys_lib jobs dags tests

@@ -1,14 +1,16 @@
-"""Benchmark: one nightly run on a shop with the real RetailRocket log's shape.
+"""Benchmark: the whole nightly run on shops with the real RetailRocket log's shape, at
+several scales (the cost curve).
 
-Generates a ``retailrocket``-profile shop at ``--scale`` (1.0 = the real log's size), loads
-``--history-days`` of history (default 90, the portraits' window) with ``recsys backfill``
-of the history stages (ingest, clean, aggregate; one session), then runs
-each stage of the last day as its own ``spark-submit``, as the DAG's tasks do, and prints
-each stage's wall time and the peak resident memory of its whole process tree (JVM and
-Python workers). Baseline in the same run: the same stages in one warm in-process session
-(``recsys run all``), which shows what the per-task JVM start costs.
+For each ``--scales`` value (1.0 = the real log's size: 1.4M visitors, ~20k events a day,
+139 days) it generates a ``retailrocket``-profile shop, loads its history with one
+``recsys backfill`` of the history stages (ingest, clean, aggregate) over every day before
+the run date, then runs every nightly stage of the run date (the shop's last day) as its own
+``spark-submit``, as the DAG's tasks do. It prints each step's wall time and the peak
+resident memory of its whole process tree (JVM and Python workers), and at the end each
+scale's times as a ratio of the smallest scale's. ``--baseline`` adds the same night in one
+warm in-process session (``recsys run all``): what the per-task JVM starts cost.
 
-    .venv/bin/python bench/nightly.py --scale 1.0 --work bench_work
+    .venv/bin/python bench/nightly.py --scales 0.25,0.5,1.0 --work bench_work
 
 Needs ``../shared/data/retailrocket/category_tree.csv.gz`` (the real category tree).
 """
@@ -30,6 +32,7 @@ from recsys_lib.constants import HISTORY_STAGES, NIGHTLY_STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+FIRST_DAY = dt.date(2015, 5, 3)  # the real log's first day
 
 
 def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -60,76 +63,80 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return time.perf_counter() - started, peak
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--work", default="bench_work", help="scratch project home")
-    parser.add_argument("--history-days", type=int, default=90, help="days up to the run date")
-    args = parser.parse_args()
-
-    work = (REPO / args.work).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    env = {
+def scale_env(work: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "RECSYS_HOME": str(work),
         "RECSYS_CONF_DIR": str(REPO / "conf"),
         "RECSYS__PATHS__JARS_CACHE": str(REPO / ".cache" / "ivy"),
+        "RECSYS__PATHS__JVM_ARCHIVE": str(REPO / ".cache" / "jvm" / "recsys.jsa"),
         "RECSYS__INPUT__EVENTS_PATH": str(work / "shop" / "events"),
         "RECSYS__INPUT__ITEM_PROPERTIES_PATH": str(work / "shop" / "item_properties.csv"),
         "RECSYS__INPUT__CATEGORY_TREE_PATH": str(work / "shop" / "category_tree.csv"),
-        "RECSYS__SPARK__DRIVER_MEMORY": "12g",
+        "RECSYS__SPARK__DRIVER_MEMORY": "10g",
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
     }
+
+
+def bench_scale(scale: float, work: Path, days: int, baseline: bool) -> dict[str, float]:
+    """Seconds of each step at one scale (and prints them with their peak memory)."""
+    work.mkdir(parents=True, exist_ok=True)
+    env = scale_env(work)
     recsys = str(BIN / "recsys")
     tree = REPO.parent / "shared" / "data" / "retailrocket" / "category_tree.csv.gz"
-    seconds, peak = run_measured(
+    steps: dict[str, float] = {}
+    print(f"\n## retailrocket profile, scale {scale} ({work})")
+    print(f"  {'step':<28} {'wall s':>8} {'peak MiB':>9}")
+
+    def step(name: str, cmd: list[str]) -> None:
+        seconds, peak = run_measured(cmd, env)
+        steps[name] = seconds
+        print(f"  {name:<28} {seconds:8.1f} {peak:9.0f}", flush=True)
+
+    step(
+        "generate",
         [
             recsys,
             "generate",
             "--profile",
             "retailrocket",
             "--scale",
-            str(args.scale),
+            str(scale),
+            "--days",
+            str(days),
             "--category-tree",
             str(tree),
             "--out",
             str(work / "shop"),
         ],
-        env,
     )
-    print(f"generate retailrocket scale={args.scale}: {seconds:.0f}s, peak {peak:.0f} MiB")
-
-    # The log starts on 2015-05-03; the run date is the last day of the history window.
-    first = dt.date(2015, 5, 3)
-    last = first + dt.timedelta(days=args.history_days - 1)
-    seconds, peak = run_measured(
+    last = FIRST_DAY + dt.timedelta(days=days - 1)
+    step(
+        f"history ({days - 1} days)",
         [
             recsys,
             "backfill",
             "--start",
-            first.isoformat(),
+            FIRST_DAY.isoformat(),
             "--end",
             (last - dt.timedelta(days=1)).isoformat(),
             "--stages",
             ",".join(HISTORY_STAGES),
         ],
-        env,
     )
-    print(
-        f"history {first} .. {last - dt.timedelta(days=1)} ({'+'.join(HISTORY_STAGES)}, "
-        "one session): "
-        f"{seconds:.0f}s, peak {peak:.0f} MiB"
-    )
-
     from recsys_lib.airflow_support import spark_properties_file
 
+    saved = dict(os.environ)
     os.environ.update(env)
-    properties = spark_properties_file()
-    print(f"\nnightly run for {last}, one spark-submit per stage (as the DAG runs them):")
-    print(f"  {'stage':<10} {'wall s':>8} {'peak MiB':>9}")
-    total = 0.0
+    try:
+        properties = spark_properties_file()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    night = 0.0
     for stage in NIGHTLY_STAGES:
-        seconds, peak = run_measured(
+        step(
+            stage,
             [
                 str(BIN / "spark-submit"),
                 "--master",
@@ -140,17 +147,37 @@ def main() -> int:
                 "--date",
                 last.isoformat(),
             ],
-            env,
         )
-        total += seconds
-        print(f"  {stage:<10} {seconds:8.1f} {peak:9.0f}")
-    print(f"  {'total':<10} {total:8.1f}")
+        night += steps[stage]
+    steps["night (spark-submit)"] = night
+    print(f"  {'night (spark-submit)':<28} {night:8.1f}")
+    if baseline:
+        step("night in-process", [recsys, "run", "all", "--date", last.isoformat()])
+    return steps
 
-    seconds, peak = run_measured([recsys, "run", "all", "--date", last.isoformat()], env)
-    print(
-        f"\nbaseline: the same stages in one in-process session: {seconds:.1f}s, "
-        f"peak {peak:.0f} MiB"
-    )
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scales", default="0.25,0.5,1.0", help="comma-separated")
+    parser.add_argument("--work", default="bench_work", help="scratch folder, one home a scale")
+    parser.add_argument("--days", type=int, default=139, help="days of log (139 = the real one)")
+    parser.add_argument("--baseline", action="store_true", help="also the night in-process")
+    args = parser.parse_args()
+
+    scales = sorted(float(s) for s in args.scales.split(","))
+    results = {
+        scale: bench_scale(
+            scale, (REPO / args.work / f"rr_{scale}").resolve(), args.days, args.baseline
+        )
+        for scale in scales
+    }
+    smallest = scales[0]
+    print(f"\ncost curve: each step's time as a multiple of scale {smallest}'s")
+    print(f"  {'step':<28} " + " ".join(f"{s:>8}" for s in scales))
+    for name in results[smallest]:
+        base = results[smallest][name] or float("nan")
+        ratios = " ".join(f"{results[s].get(name, float('nan')) / base:8.2f}" for s in scales)
+        print(f"  {name:<28} {ratios}")
     return 0
 
 
