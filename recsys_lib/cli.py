@@ -342,8 +342,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"[demo] nightly stages in-process for {nights[0]} .. {nights[-1]}")
     nightly = [s for s in NIGHTLY_STAGES if s not in HISTORY_STAGES]
     backfill(settings, nightly, DayRange(nights[0], nights[-1]), progress=Progress(0, "demo"))
-    print(f"[demo] airflow dags test recsys_nightly {last}")
+    so_far = _clock(time.perf_counter() - started)
+    print(f"[demo] airflow dags test recsys_nightly {last} ({so_far} so far)")
+    airflow_started = time.perf_counter()
     airflow_dags_test(settings, last)
+    print(f"[demo] the Airflow night took {_clock(time.perf_counter() - airflow_started)}")
     print(summary(settings, last))
     print(f"[demo] done in {time.perf_counter() - started:.0f}s")
     return 0
