@@ -276,13 +276,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Nested mapping from ``RECSYS__SECTION__KEY[__SUBKEY]=value`` variables.
 
-    Values are parsed as YAML scalars, so ``64`` is an int and ``true`` a bool.
+    Values are parsed as YAML scalars, so ``64`` is an int and ``true`` a bool. Names are
+    matched in lower case, except a key with a dot: a Spark setting under ``spark.conf``
+    (``RECSYS__SPARK__CONF__spark.sql.autoBroadcastJoinThreshold``) keeps its case, which
+    Spark needs.
     """
     tree: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        keys = [k if "." in k else k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
         if len(keys) < 2 or not all(keys):
             raise ConfigError(f"{name}: expected RECSYS__SECTION__KEY")
         node = tree

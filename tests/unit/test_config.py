@@ -66,3 +66,11 @@ def test_env_overrides_parse_yaml_scalars() -> None:
     assert env_overrides({"RECSYS__A__B": "1.5", "RECSYS__A__C": "true"}) == {
         "a": {"b": 1.5, "c": True}
     }
+
+
+def test_a_spark_setting_from_the_environment_keeps_its_case(tmp_path: Path) -> None:
+    # Spark's keys are case-sensitive: spark.sql.autobroadcastjointhreshold is ignored.
+    environ = {"RECSYS__SPARK__CONF__spark.sql.autoBroadcastJoinThreshold": "-1"}
+    settings = load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ=environ)
+    assert settings.spark.conf["spark.sql.autoBroadcastJoinThreshold"] == "-1"
+    assert "spark.sql.autobroadcastjointhreshold" not in settings.spark.conf
