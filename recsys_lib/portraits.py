@@ -42,12 +42,17 @@ def quintile_score(value: Column, cuts: list[float]) -> Column:
 def quintile_cuts(df: DataFrame, column: str) -> list[float]:
     """The 20/40/60/80 % cut points of ``column`` (one small row to the driver)."""
     row = df.agg(quintile_aggregate(column).alias("q")).first()
-    return [float(v) for v in row["q"]] if row and row["q"] else [0.0] * len(QUINTILES)
+    return cut_points(row["q"] if row else None)
 
 
 def quintile_aggregate(column: str) -> Column:
     """The aggregate behind :func:`quintile_cuts`, to compute with others in one pass."""
     return F.percentile_approx(column, list(QUINTILES), 100_000)
+
+
+def cut_points(values: list[float] | None) -> list[float]:
+    """The result of :func:`quintile_aggregate` as floats; zeros when there were no rows."""
+    return [float(v) for v in values] if values else [0.0] * len(QUINTILES)
 
 
 def lifecycle_stage(days_since_first: Column, days_since_last: Column) -> Column:
@@ -189,12 +194,7 @@ def user_portraits(
     assert totals is not None
     cart_prior = float(totals["c"] or 0) / float(totals["vc"] or 1)
     purchase_prior = float(totals["p"] or 0) / float(totals["vp"] or 1)
-
-    def cuts(name: str) -> list[float]:
-        values = totals[name]
-        return [float(v) for v in values] if values else [0.0] * len(QUINTILES)
-
-    r_cuts, f_cuts, m_cuts = cuts("r_cuts"), cuts("f_cuts"), cuts("m_cuts")
+    r_cuts, f_cuts, m_cuts = (cut_points(totals[c]) for c in ("r_cuts", "f_cuts", "m_cuts"))
     days_since_first = F.datediff(F.lit(run_date), F.col(C.FIRST_ACTIVE_DATE))
     strength = settings.rate_prior_strength
     portraits = (

@@ -146,15 +146,8 @@ def run_stage(
     if spec.ranged:
         return run_stage_range(spark, settings, stage, DayRange.of(run_date), runs)[run_date]
     warm_up(settings, stage)
-    ensure_tables(spark, settings)
-    started = time.perf_counter()
-    log.info("stage %s for %s: start", stage, run_date)
-    try:
-        figures = spec.load()(spark, settings, run_date)
-    finally:
-        # A stage's cached frames are its own: nothing cached survives it.
-        spark.catalog.clearCache()
-    figures["seconds"] = time.perf_counter() - started
+    figures, seconds = _call(spark, settings, spec, run_date)
+    figures["seconds"] = seconds
     _record(spark, settings, stage, {run_date: figures}, runs)
     log.info("stage %s for %s: done in %.1fs %s", stage, run_date, figures["seconds"], figures)
     return figures
@@ -176,19 +169,27 @@ def run_stage_range(
             f"stage {stage} reads a window ending on its own day; run it day by day "
             f"(ranged stages: {', '.join(RANGED_STAGES)})"
         )
-    ensure_tables(spark, settings)
-    started = time.perf_counter()
-    log.info("stage %s for %s: start", stage, days)
-    try:
-        by_day = spec.load()(spark, settings, days)
-    finally:
-        spark.catalog.clearCache()
-    seconds = time.perf_counter() - started
+    by_day, seconds = _call(spark, settings, spec, days)
     for figures in by_day.values():
         figures["seconds"] = seconds / len(days)
     _record(spark, settings, stage, by_day, runs)
     log.info("stage %s for %s: done in %.1fs", stage, days, seconds)
     return by_day
+
+
+def _call(
+    spark: SparkSession, settings: Settings, spec: Stage, when: dt.date | DayRange
+) -> tuple[Any, float]:
+    """The stage's function for a day or a range, and its wall seconds."""
+    ensure_tables(spark, settings)
+    started = time.perf_counter()
+    log.info("stage %s for %s: start", spec.name, when)
+    try:
+        result = spec.load()(spark, settings, when)
+    finally:
+        # A stage's cached frames are its own: nothing cached survives it.
+        spark.catalog.clearCache()
+    return result, time.perf_counter() - started
 
 
 def _record(

@@ -200,7 +200,7 @@ def build_matrix(
 
     Two Spark jobs: the shape (distinct users and items, non-zeros), checked against
     ``als.max_matrix_mb`` before anything is collected, then the pairs themselves. Ids are
-    numbered 0..n-1 in sorted order on the driver."""
+    numbered 0..n-1 in sorted order on the driver (as ``np.unique`` would number them)."""
     shape = pairs.agg(
         F.countDistinct(C.USER_ID).alias("users"),
         F.countDistinct(C.ITEM_ID).alias("items"),
@@ -221,8 +221,11 @@ def build_matrix(
             "has the memory."
         )
     frame = pairs.select(C.USER_ID, C.ITEM_ID, F.col(WEIGHT).cast("float")).toPandas()
-    user_ids, user_index = np.unique(frame[C.USER_ID].to_numpy().astype(str), return_inverse=True)
-    item_ids, item_index = np.unique(frame[C.ITEM_ID].to_numpy(np.int64), return_inverse=True)
+    # Sorted codes straight from the pairs' strings: a fixed-width copy of every non-zero's
+    # id (256 bytes each) would break the memory bound; only the distinct ids are converted.
+    user_index, users = pd.factorize(frame[C.USER_ID], sort=True)
+    item_index, items = pd.factorize(frame[C.ITEM_ID].astype(np.int64), sort=True)
+    user_ids, item_ids = np.asarray(users, dtype=str), np.asarray(items, dtype=np.int64)
     matrix = sp.csr_matrix(
         (frame[WEIGHT].to_numpy(), (user_index, item_index)),
         shape=(len(user_ids), len(item_ids)),
