@@ -42,7 +42,8 @@ def top_k_for_users(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices into ``item_ids`` and scores of each user's best ``k`` items, best first.
 
-    ``purchased[u]`` holds item ids to exclude for user ``u``. Ties are broken by item id.
+    ``purchased[u]`` holds item ids to exclude for user ``u`` (score -inf). Ties are broken
+    by item id, also at the cut (:func:`top_k_rows`).
     """
     scores = user_factors @ item_factors.T
     for row, excluded in enumerate(purchased):
@@ -52,16 +53,35 @@ def top_k_for_users(
             positions, excluded = positions[inside], excluded[inside]
             positions = positions[item_ids[positions] == excluded]
             scores[row, positions] = -np.inf
-    k = min(k, scores.shape[1])
-    candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    best_indices = np.empty_like(candidates)
-    best_scores = np.empty(candidates.shape, dtype=np.float64)
-    for row in range(scores.shape[0]):
-        cand = candidates[row]
-        order = np.lexsort((item_ids[cand], -scores[row, cand]))
-        best_indices[row] = cand[order]
-        best_scores[row] = scores[row, cand[order]]
-    return best_indices, best_scores
+    return top_k_rows(scores, item_ids, k)
+
+
+def top_k_rows(scores: np.ndarray, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column positions and values of each row's ``min(k, columns)`` highest ``scores``,
+    best first, ties by the smaller ``item_ids[column]`` (exact at the cut too); -inf last.
+
+    Selecting per row over every column is what costs at scale (users x items). Here the
+    columns are cut into at least ``4k`` blocks; the k-th highest block maximum is a lower
+    bound of the k-th highest score (the k best maxima are k distinct scores), so only the
+    scores at or above it, typically a few times k a row, are sorted.
+    """
+    n_rows, n = scores.shape
+    k = min(k, n)
+    if k <= 0 or n_rows == 0:
+        return np.empty((n_rows, 0), dtype=np.int64), np.empty((n_rows, 0), dtype=np.float64)
+    width = max(1, n // (4 * k))
+    full = n // width
+    maxima = scores[:, : full * width].reshape(n_rows, full, width).max(axis=2)
+    if full * width < n:
+        maxima = np.hstack([maxima, scores[:, full * width :].max(axis=1, keepdims=True)])
+    blocks = maxima.shape[1]
+    bound = np.partition(maxima, blocks - k, axis=1)[:, blocks - k]
+    rows, columns = np.nonzero(scores >= bound[:, None])
+    values = scores[rows, columns]
+    order = np.lexsort((item_ids[columns], -values, rows))
+    rows, columns, values = rows[order], columns[order], values[order]
+    take = np.searchsorted(rows, np.arange(n_rows))[:, None] + np.arange(k)
+    return columns[take].astype(np.int64), values[take].astype(np.float64)
 
 
 def score_als(users: DataFrame, model: AlsModel, k: int, batch_rows: int = 1024) -> DataFrame:
@@ -124,42 +144,10 @@ def top_k_similar(
     if not defined.all():
         scores[:, ~defined] = -np.inf
     scores[np.arange(len(rows)), rows] = -np.inf
-    queries, ranks, neighbours, values = [], [], [], []
-    for r, row in enumerate(rows):
-        if not defined[row]:
-            continue
-        chosen = _best_k(scores[r], item_ids, k)
-        queries.append(np.full(len(chosen), row, dtype=np.int64))
-        ranks.append(np.arange(1, len(chosen) + 1, dtype=np.int32))
-        neighbours.append(chosen)
-        values.append(scores[r, chosen])
-    if not queries:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, np.empty(0, np.int32), empty, np.empty(0, np.float64)
-    cosine = np.clip(np.concatenate(values).astype(np.float64), -1.0, 1.0)
-    return np.concatenate(queries), np.concatenate(ranks), np.concatenate(neighbours), cosine
-
-
-def _best_k(scores: np.ndarray, item_ids: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` highest finite ``scores``, best first, ties by smaller id.
-
-    Exact at the cut as well: of the items tied with the k-th score, the smallest ids get in
-    (``argpartition`` alone would pick among them arbitrarily). One row at a time, so the
-    temporaries are one row long.
-    """
-    k = min(k, len(scores))
-    if k <= 0:
-        return np.empty(0, dtype=np.int64)
-    kth = -np.inf
-    if k < len(scores):
-        negated = -scores
-        negated.partition(k - 1)
-        kth = -negated[k - 1]
-    if np.isfinite(kth):
-        above = np.flatnonzero(scores > kth)
-        tied = np.flatnonzero(scores == kth)
-        tied = tied[np.argsort(item_ids[tied], kind="stable")][: k - len(above)]
-        chosen = np.concatenate([above, tied])
-    else:  # k covers every finite score
-        chosen = np.flatnonzero(np.isfinite(scores))
-    return chosen[np.lexsort((item_ids[chosen], -scores[chosen]))]
+    mine = np.flatnonzero(defined[rows])
+    best, values = top_k_rows(scores if len(mine) == len(rows) else scores[mine], item_ids, k)
+    finite = np.isfinite(values)
+    per_row = finite.sum(axis=1)
+    ranks = np.broadcast_to(np.arange(1, best.shape[1] + 1, dtype=np.int32), best.shape)
+    cosine = np.clip(values[finite], -1.0, 1.0)
+    return np.repeat(rows[mine], per_row), ranks[finite], best[finite], cosine

@@ -13,7 +13,7 @@ from recsys_lib import constants as C
 from recsys_lib.publish import publish, stage, staging_path
 from recsys_lib.quality import QualityCheckError
 from recsys_lib.recommend import audit, best_source, top_k
-from recsys_lib.scoring import top_k_for_users
+from recsys_lib.scoring import top_k_for_users, top_k_rows
 from recsys_lib.storage import create_missing_tables, read_table
 from recsys_lib.tables import CANDIDATES, QUALITY_CHECKS, USER_RECOMMENDATIONS
 from tests.conftest import make_settings
@@ -31,6 +31,20 @@ def test_top_k_excludes_purchased_and_breaks_ties_by_item_id() -> None:
     assert item_ids[best[0]].tolist() == [20, 30, 40]
     assert item_ids[best[1]].tolist() == [30, 40, 10]
     assert scores[1].tolist() == [3.0, 2.0, 1.0]
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 7, 40])
+def test_top_k_rows_equals_a_full_sort_with_ties_and_excluded_items(k) -> None:
+    rng = np.random.default_rng(k)
+    scores = rng.integers(-3, 4, size=(6, 37)).astype(np.float32)  # many ties
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    item_ids = rng.permutation(1000)[:37].astype(np.int64)
+    best, values = top_k_rows(scores, item_ids, k)
+    assert best.shape == values.shape == (6, min(k, 37))
+    for row in range(6):
+        expected = np.lexsort((item_ids, -scores[row]))[: min(k, 37)]
+        assert best[row].tolist() == expected.tolist()
+        assert values[row].tolist() == scores[row, expected].tolist()
 
 
 def _candidates(spark, rows):
