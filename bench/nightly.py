@@ -11,7 +11,8 @@ scale's times as a ratio of the smallest scale's. ``--baseline`` adds the same n
 warm in-process session (``recsys run all``): what the per-task JVM starts cost.
 ``--reuse`` skips generating and loading a scale whose history an earlier run of this
 script completed in the same ``--work`` folder (the night is then a rerun of the run date);
-``--stages`` runs only those nightly stages.
+``--stages`` runs only those nightly stages. ``--event-log DIR`` keeps each task's Spark
+event log there, for ``bench/eventlog.py`` (where a stage's time went).
 
     .venv/bin/python bench/nightly.py --scales 0.25,0.5,1.0 --work bench_work
     .venv/bin/python bench/nightly.py --scales 0.25 --reuse --stages candidates
@@ -69,7 +70,16 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return time.perf_counter() - started, peak
 
 
-def scale_env(work: Path) -> dict[str, str]:
+def scale_env(work: Path, event_log: Path | None = None) -> dict[str, str]:
+    logging = (
+        {
+            "RECSYS__SPARK__CONF__spark.eventLog.enabled": "true",
+            "RECSYS__SPARK__CONF__spark.eventLog.dir": event_log.resolve().as_uri(),
+            "RECSYS__SPARK__CONF__spark.eventLog.compress": "false",
+        }
+        if event_log
+        else {}
+    )
     return {
         **os.environ,
         "RECSYS_HOME": str(work),
@@ -84,6 +94,7 @@ def scale_env(work: Path) -> dict[str, str]:
         # task here runs for minutes, and C2's code pays (docs/benchmarks.md).
         "RECSYS__SPARK__SUBMIT_JAVA_OPTIONS": "",
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        **logging,
     }
 
 
@@ -108,11 +119,18 @@ def load_history(scale: float, work: Path, days: int, step: Step) -> None:
 
 
 def bench_scale(
-    scale: float, work: Path, days: int, baseline: bool, reuse: bool, stages: list[str]
+    scale: float,
+    work: Path,
+    days: int,
+    options: argparse.Namespace,
+    stages: list[str],
 ) -> dict[str, float]:
     """Seconds of each step at one scale (and prints them with their peak memory)."""
     work.mkdir(parents=True, exist_ok=True)
-    env = scale_env(work)
+    event_log = options.event_log / f"rr_{scale}" if options.event_log else None
+    if event_log:
+        event_log.mkdir(parents=True, exist_ok=True)
+    env = scale_env(work, event_log)
     steps: dict[str, float] = {}
     print(f"\n## retailrocket profile, scale {scale} ({work})")
     print(f"  {'step':<28} {'wall s':>8} {'peak MiB':>9}")
@@ -124,7 +142,7 @@ def bench_scale(
 
     last = FIRST_DAY + dt.timedelta(days=days - 1)
     marker = work / HISTORY_MARKER
-    if reuse and marker.exists() and marker.read_text().strip() == last.isoformat():
+    if options.reuse and marker.exists() and marker.read_text().strip() == last.isoformat():
         print(f"  (history before {last} loaded by an earlier run: reused)")
     else:
         marker.unlink(missing_ok=True)
@@ -157,7 +175,7 @@ def bench_scale(
         night += steps[stage]
     steps["night (spark-submit)"] = night
     print(f"  {'night (spark-submit)':<28} {night:8.1f}")
-    if baseline:
+    if options.baseline:
         step("night in-process", [str(BIN / "recsys"), "run", "all", "--date", last.isoformat()])
     return steps
 
@@ -172,6 +190,7 @@ def main() -> int:
     parser.add_argument(
         "--stages", default=",".join(NIGHTLY_STAGES), help="nightly stages to run, in order"
     )
+    parser.add_argument("--event-log", type=Path, help="keep Spark event logs in this folder")
     args = parser.parse_args()
     stages = args.stages.split(",")
     unknown = sorted(set(stages) - set(NIGHTLY_STAGES))
@@ -184,8 +203,7 @@ def main() -> int:
             scale,
             (REPO / args.work / f"rr_{scale}").resolve(),
             args.days,
-            args.baseline,
-            args.reuse,
+            args,
             stages,
         )
         for scale in scales
