@@ -130,10 +130,10 @@ def top_k_similar(
 
     ``normed`` holds L2-normalised item factors (:func:`normalise_rows`), row ``j`` being
     item ``item_ids[j]``. Scores are ``normed[rows] @ normed.T``, a ``len(rows) x n_items``
-    block: the memory of one call. An item is never its own neighbour; ties are broken by
-    the smaller item id. A zero factor row has no direction, so its cosine is undefined: such
-    an item gets no neighbours and is nobody's neighbour. An item with fewer than ``k``
-    candidates gets fewer rows.
+    block: with :func:`top_k_rows`' mask of it, the memory of one call. An item is never its
+    own neighbour; ties are broken by the smaller item id. A zero factor row has no
+    direction, so its cosine is undefined: such an item gets no neighbours and is nobody's
+    neighbour. An item with fewer than ``k`` candidates gets fewer rows.
 
     Returns flat arrays, best first within each item: (position of the item, rank from 1,
     position of the neighbour, cosine clipped to [-1, 1]).
@@ -144,10 +144,8 @@ def top_k_similar(
     if not defined.all():
         scores[:, ~defined] = -np.inf
     scores[np.arange(len(rows)), rows] = -np.inf
-    mine = np.flatnonzero(defined[rows])
-    best, values = top_k_rows(scores if len(mine) == len(rows) else scores[mine], item_ids, k)
-    finite = np.isfinite(values)
-    per_row = finite.sum(axis=1)
+    best, values = top_k_rows(scores, item_ids, k)
+    kept = np.isfinite(values) & defined[rows][:, None]  # -inf comes last in a row
     ranks = np.broadcast_to(np.arange(1, best.shape[1] + 1, dtype=np.int32), best.shape)
-    cosine = np.clip(values[finite], -1.0, 1.0)
-    return np.repeat(rows[mine], per_row), ranks[finite], best[finite], cosine
+    cosine = np.clip(values[kept], -1.0, 1.0)
+    return np.repeat(rows, kept.sum(axis=1)), ranks[kept], best[kept], cosine
