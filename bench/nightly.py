@@ -39,6 +39,7 @@ from recsys_lib.constants import HISTORY_STAGES, NIGHTLY_STAGES
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FIRST_DAY = dt.date(2015, 5, 3)  # the real log's first day
+JAVA_OPTIONS = "RECSYS__SPARK__SUBMIT_JAVA_OPTIONS"
 HISTORY_MARKER = "history_loaded"  # holds the run date once its history is loaded
 
 
@@ -90,9 +91,10 @@ def scale_env(work: Path, event_log: Path | None = None) -> dict[str, str]:
         "RECSYS__INPUT__ITEM_PROPERTIES_PATH": str(work / "shop" / "item_properties.csv"),
         "RECSYS__INPUT__CATEGORY_TREE_PATH": str(work / "shop" / "category_tree.csv"),
         "RECSYS__SPARK__DRIVER_MEMORY": "10g",
-        # The tiered JIT of the base config, not the demo's C1-only (conf/local.yaml): a
-        # task here runs for minutes, and C2's code pays (docs/benchmarks.md).
-        "RECSYS__SPARK__SUBMIT_JAVA_OPTIONS": "",
+        # Unless set, the tiered JIT of the base config, not the demo's C1-only
+        # (conf/local.yaml): a task here runs for minutes, and C2's code pays
+        # (docs/benchmarks.md).
+        JAVA_OPTIONS: os.environ.get(JAVA_OPTIONS, ""),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         **logging,
     }
