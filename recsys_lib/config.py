@@ -318,6 +318,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if annotation is str and value is None:
+        return ""  # `key:` in a file or a blank variable: empty, not the text "None"
     if annotation in (int, float, str):
         try:
             return annotation(value)

@@ -74,3 +74,15 @@ def test_a_spark_setting_from_the_environment_keeps_its_case(tmp_path: Path) -> 
     settings = load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ=environ)
     assert settings.spark.conf["spark.sql.autoBroadcastJoinThreshold"] == "-1"
     assert "spark.sql.autobroadcastjointhreshold" not in settings.spark.conf
+
+
+def test_a_blank_text_setting_is_empty_not_none(tmp_path: Path) -> None:
+    # A blank variable parses as YAML null; a text setting takes it as empty, so no "None"
+    # reaches a command line (spark-submit took it for a main class).
+    environ = {"RECSYS__SPARK__SUBMIT_JAVA_OPTIONS": " "}
+    settings = load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ=environ)
+    assert settings.spark.submit_java_options == ""
+    with pytest.raises(ConfigError, match="expected int"):
+        load_settings(
+            "local", conf_dir=REPO / "conf", home=tmp_path, environ={"RECSYS__ALS__FACTORS": " "}
+        )
