@@ -69,9 +69,9 @@ bench-nightly: setup
 	$(BIN)/python bench/nightly.py --scales 0.25,0.5,1.0 --work bench_work
 
 lint: setup
-	$(BIN)/ruff check recsys_lib jobs dags tests
-	$(BIN)/ruff format --check recsys_lib jobs dags tests
-	$(BIN)/mypy recsys_lib
+	$(BIN)/ruff check recsys_lib jobs dags tests bench
+	$(BIN)/ruff format --check recsys_lib jobs dags tests bench
+	$(BIN)/mypy recsys_lib bench
 
 # Airflow UI + scheduler on http://localhost:8080 (login printed by `airflow standalone`).
 airflow: setup

@@ -30,6 +30,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -142,6 +143,8 @@ def main() -> int:
     print(f"session start: {time.perf_counter() - started:.1f}s")
     sc = spark.sparkContext
     ui, app_id = sc.uiWebUrl, sc.applicationId
+    if ui is None:
+        raise SystemExit("the Spark UI is off (spark.ui.enabled): the profile reads its jobs")
     warehouse = Path(settings.warehouse)
 
     if not args.reuse:
@@ -167,7 +170,7 @@ def main() -> int:
         if args.reuse or attempt:
             restore_state(work)
             spark.catalog.clearCache()
-        rows = []
+        rows: list[dict[str, Any]] = []
         print(f"\nlast night {last}, run {attempt + 1}:")
         for stage in NIGHTLY_STAGES:
             group = f"{stage}:{last}:{attempt}"
