@@ -72,7 +72,7 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def scale_env(work: Path, event_log: Path | None = None) -> dict[str, str]:
-    logging = (
+    event_logging = (
         {
             "RECSYS__SPARK__CONF__spark.eventLog.enabled": "true",
             "RECSYS__SPARK__CONF__spark.eventLog.dir": event_log.resolve().as_uri(),
@@ -96,7 +96,7 @@ def scale_env(work: Path, event_log: Path | None = None) -> dict[str, str]:
         # (docs/benchmarks.md).
         JAVA_OPTIONS: os.environ.get(JAVA_OPTIONS, ""),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        **logging,
+        **event_logging,
     }
 
 
