@@ -34,7 +34,8 @@ $(JARS): $(INSTALLED) conf/base.yaml
 	touch $@
 
 # The driver JVM's class archive (paths.jvm_archive): each spark-submit starts ~3 s sooner.
-$(JVM): $(JARS)
+# Rebuilt when the tasks' JVM options change (conf/local.yaml), so it matches them.
+$(JVM): $(JARS) conf/local.yaml
 	$(BIN)/recsys setup-jvm
 	touch $@
 

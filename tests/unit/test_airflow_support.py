@@ -26,6 +26,8 @@ def test_submit_properties_ship_delta_and_the_interpreter(tmp_path: Path) -> Non
     # C1-only mode shrinks the JIT code cache to 48 MB, which the demo shop fills.
     assert "-XX:TieredStopAtLevel=1" in java_options
     assert "-XX:ReservedCodeCacheSize=240m" in java_options
+    # A short-lived JVM compiles early and collects with the parallel collector (local.yaml).
+    assert "-XX:+UseParallelGC" in java_options
     assert properties["spark.sql.warehouse.dir"].startswith(str(tmp_path))
 
 
