@@ -2,7 +2,9 @@ import json
 from pathlib import Path
 
 from recsys_lib.airflow_support import spark_connection, submit_properties
-from tests.conftest import make_settings
+from recsys_lib.config import load_settings
+from recsys_lib.spark import session_conf
+from tests.conftest import REPO, TEST_KEY, make_settings
 
 
 def test_spark_connection_carries_the_configured_master(tmp_path: Path) -> None:
@@ -29,6 +31,20 @@ def test_submit_properties_ship_delta_and_the_interpreter(tmp_path: Path) -> Non
     # A short-lived JVM compiles early and collects with the parallel collector (local.yaml).
     assert "-XX:+UseParallelGC" in java_options
     assert properties["spark.sql.warehouse.dir"].startswith(str(tmp_path))
+    # Delta rebuilds the small tables' state in one task (local.yaml), not one a partition.
+    assert properties["spark.databricks.delta.snapshotPartitions"] == "1"
+    assert properties["spark.sql.shuffle.partitions"] == "2"
+
+
+def test_outside_local_delta_state_takes_the_shuffle_partitions(tmp_path: Path) -> None:
+    settings = load_settings(
+        "base",
+        conf_dir=REPO / "conf",
+        home=tmp_path,
+        environ={"RECSYS__SPARK__SHUFFLE_PARTITIONS": "64", "RECSYS_PSEUDONYM_KEY": TEST_KEY},
+    )
+    conf = session_conf(settings, with_jars=False)
+    assert conf["spark.databricks.delta.snapshotPartitions"] == "64"
 
 
 def test_the_class_archive_is_used_once_built(tmp_path: Path) -> None:
