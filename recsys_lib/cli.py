@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from recsys_lib.config import Settings, load_settings
-from recsys_lib.constants import HISTORY_STAGES, NIGHTLY_STAGES
+from recsys_lib.constants import (
+    FIRST_NIGHT_STAGES,
+    HISTORY_STAGES,
+    NIGHTLY_STAGES,
+    WINDOWED_STAGES,
+)
 from recsys_lib.dates import DayRange
 from recsys_lib.logs import configure_logging
 
@@ -340,13 +345,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"[demo] backfilling {'+'.join(HISTORY_STAGES)} for {first} .. {nights[-1]}")
     backfill(settings, HISTORY_STAGES, DayRange(first, nights[-1]), progress=Progress(0, "demo"))
     print(f"[demo] nightly stages in-process for {nights[0]} .. {nights[-1]}")
-    nightly = [s for s in NIGHTLY_STAGES if s not in HISTORY_STAGES]
-    # The first night has no yesterday's candidates to label: it runs up to its candidates,
-    # which the next night's samples read. Its samples would be empty and its ranker
-    # untrained; its lists would only be the next night's row-count baseline.
-    first_night = nightly[: nightly.index("candidates") + 1]
-    backfill(settings, first_night, DayRange.of(nights[0]), progress=Progress(0, "demo"))
-    backfill(settings, nightly, DayRange(nights[1], nights[-1]), progress=Progress(0, "demo"))
+    backfill(settings, FIRST_NIGHT_STAGES, DayRange.of(nights[0]), progress=Progress(0, "demo"))
+    later = DayRange(nights[1], nights[-1])
+    backfill(settings, WINDOWED_STAGES, later, progress=Progress(0, "demo"))
     so_far = _clock(time.perf_counter() - started)
     print(f"[demo] airflow dags test recsys_nightly {last} ({so_far} so far)")
     airflow_started = time.perf_counter()

@@ -22,6 +22,12 @@ NIGHTLY_STAGES = (
     "recommend",
 )
 HISTORY_STAGES = ("ingest", "clean", "aggregate")
+# The rest of a night: each reads a window ending on its own day.
+WINDOWED_STAGES = tuple(s for s in NIGHTLY_STAGES if s not in HISTORY_STAGES)
+# The first night after a history has no yesterday's candidates for its samples to label:
+# it runs up to its candidates, which the next night reads (its samples would be empty,
+# its ranker untrained, its lists only the next night's row-count baseline).
+FIRST_NIGHT_STAGES = WINDOWED_STAGES[: WINDOWED_STAGES.index("candidates") + 1]
 
 # Input columns of the RetailRocket event log (events.csv), as received.
 RR_TIMESTAMP = "timestamp"

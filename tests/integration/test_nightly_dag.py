@@ -75,9 +75,8 @@ def test_a_nightly_run_through_airflow_then_a_rerun_change_nothing(spark, projec
     # stages in date order. The first night has no yesterday's candidates to label, so it
     # runs only up to what the next night reads: its candidates.
     backfill(settings, HISTORY_STAGES, DayRange(shop.first_day, nights[-1]))
-    own = [s for s in NIGHTLY if s not in HISTORY_STAGES]
-    run_days(settings, own[: own.index("candidates") + 1], nights[:1])
-    run_days(settings, own, nights[1:])
+    run_days(settings, C.FIRST_NIGHT_STAGES, nights[:1])
+    run_days(settings, C.WINDOWED_STAGES, nights[1:])
     assert load_champion(settings) is None  # two label days so far: no ranker yet
 
     airflow_dags_test(settings, last)
