@@ -30,6 +30,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +61,52 @@ def _seconds(job: dict) -> float:
 def is_snapshot_job(job: dict) -> bool:
     text = f"{job.get('name', '')} {job.get('description', '')}".lower()
     return "snapshot" in text or "checkpoint" in text
+
+
+def attribute_jobs_to_call_sites() -> None:
+    """Name every Spark job after the innermost ``recsys_lib`` line that led to it.
+
+    Wraps py4j's calls into the JVM: before a call from a new line of ``recsys_lib``, the
+    thread's ``callSite.short`` property is set to ``module.py:line function``, which Spark
+    uses as the name of the jobs that call starts (Delta's snapshot jobs included). For
+    counting jobs only: the extra JVM calls and stack walks cost time.
+    """
+    import threading
+
+    from py4j.java_gateway import JavaMember
+
+    original = JavaMember.__call__
+    state = threading.local()
+    package = str(REPO / "recsys_lib")
+
+    def site() -> str | None:
+        frame: FrameType | None = sys._getframe(2)
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if name.startswith(package) and not name.endswith("spark.py"):
+                short = name.removeprefix(package + "/")
+                return f"{short}:{frame.f_lineno} {frame.f_code.co_name}"
+            frame = frame.f_back
+        return None
+
+    def call(member: Any, *args: Any) -> Any:
+        if getattr(state, "busy", False):
+            return original(member, *args)
+        here = site()
+        if here is not None and here != getattr(state, "site", None):
+            from pyspark import SparkContext
+
+            context = SparkContext._active_spark_context
+            if context is not None:
+                state.busy = True
+                try:
+                    context._jsc.sc().setLocalProperty("callSite.short", here)
+                finally:
+                    state.busy = False
+                state.site = here
+        return original(member, *args)
+
+    JavaMember.__call__ = call
 
 
 def save_state(work: Path) -> None:
@@ -95,6 +142,19 @@ def restore_state(work: Path) -> None:
             shutil.copytree(copy / name, work / name)
 
 
+def print_call_sites(jobs: list[dict], top: int = 12) -> None:
+    """The lines that started the most jobs: count, snapshot jobs, summed seconds."""
+    sites: dict[str, list[float]] = {}
+    for job in jobs:
+        entry = sites.setdefault(job.get("name", "?"), [0, 0, 0.0])
+        entry[0] += 1
+        entry[1] += is_snapshot_job(job)
+        entry[2] += _seconds(job)
+    ranked = sorted(sites.items(), key=lambda kv: -kv[1][0])
+    for name, (count, snapshot, seconds) in ranked[:top]:
+        print(f"      {count:4d} jobs ({snapshot:3d} snapshot, {seconds:5.1f}s)  {name}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", default="bench_work/profile")
@@ -107,6 +167,11 @@ def main() -> int:
         "--warmup", action="store_true", help="with --reuse: run the night once unreported first"
     )
     parser.add_argument("--json", default=None, help="write the per-stage rows here")
+    parser.add_argument(
+        "--call-sites",
+        action="store_true",
+        help="name jobs after their recsys_lib line; print the busiest lines (skews timings)",
+    )
     args = parser.parse_args()
 
     work = (REPO / args.work).resolve()
@@ -138,6 +203,8 @@ def main() -> int:
     first = dt.date.fromisoformat(manifest["first_day"])
     last = dt.date.fromisoformat(manifest["last_day"])
     nights = DayRange(last - dt.timedelta(days=args.nights - 1), last)
+    if args.call_sites:
+        attribute_jobs_to_call_sites()
     started = time.perf_counter()
     spark = get_spark(settings)
     print(f"session start: {time.perf_counter() - started:.1f}s")
@@ -194,6 +261,8 @@ def main() -> int:
                 "driver_seconds": max(0.0, wall - job_seconds),
             }
             rows.append(row)
+            if args.call_sites:
+                print_call_sites(done)
             print(
                 f"  {stage:<12} {wall:6.1f}s  jobs {row['jobs']:4d} ({job_seconds:5.1f}s, "
                 f"{row['snapshot_jobs']} snapshot)  commits {row['commits']:2d}  "
