@@ -69,7 +69,9 @@ def attribute_jobs_to_call_sites() -> None:
     Wraps py4j's calls into the JVM: before a call from a new line of ``recsys_lib``, the
     thread's ``callSite.short`` property is set to ``module.py:line function``, which Spark
     uses as the name of the jobs that call starts (Delta's snapshot jobs included). For
-    counting jobs only: the extra JVM calls and stack walks cost time.
+    counting jobs only: the extra JVM calls and stack walks cost time. Lines of
+    ``recsys_lib/spark.py`` are passed over: its ``concurrently`` would otherwise claim
+    every job that a stage runs side by side.
     """
     import threading
 
@@ -78,12 +80,13 @@ def attribute_jobs_to_call_sites() -> None:
     original = JavaMember.__call__
     state = threading.local()
     package = str(REPO / "recsys_lib")
+    session_module = f"{package}/spark.py"
 
     def site() -> str | None:
         frame: FrameType | None = sys._getframe(2)
         while frame is not None:
             name = frame.f_code.co_filename
-            if name.startswith(package) and not name.endswith("spark.py"):
+            if name.startswith(package) and name != session_module:
                 short = name.removeprefix(package + "/")
                 return f"{short}:{frame.f_lineno} {frame.f_code.co_name}"
             frame = frame.f_back
