@@ -56,7 +56,6 @@ from recsys_lib.models.als import (  # noqa: E402
     build_matrix,
     interactions,
     train_model,
-    window_bounds,
 )
 
 ML_DEFAULT = REPO.parent / "shared" / "data" / "movielens-100k"
@@ -86,14 +85,13 @@ def movielens_pairs(spark: Any, path: Path) -> Any:
 
 
 def warehouse_pairs(spark: Any, settings: Settings, run_date: dt.date) -> Any:
+    from recsys_lib.dates import window
     from recsys_lib.storage import read_window
     from recsys_lib.tables import CLEAN_EVENTS
 
-    first, last = window_bounds(run_date, settings.als.window_days)
-    print(f"clean.events {first} .. {last} in {settings.warehouse}", flush=True)
-    return interactions(
-        read_window(spark, settings, CLEAN_EVENTS, first, last), settings.als, run_date
-    )
+    days = window(run_date, settings.als.window_days)
+    print(f"clean.events {days} in {settings.warehouse}", flush=True)
+    return interactions(read_window(spark, settings, CLEAN_EVENTS, days), settings.als, run_date)
 
 
 def bare_fit(matrix: Any, als: AlsSettings) -> None:

@@ -21,11 +21,12 @@ condition inside the join, so its work per user is at most the square of that us
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.config import BoughtTogetherSettings
+from recsys_lib.top_n import top_n_per
 
 USERS_A = "_users_a"
 USERS_B = "_users_b"
@@ -65,8 +66,7 @@ def bought_together(events: DataFrame, settings: BoughtTogetherSettings) -> Data
 
     Example::
 
-        first = run_date - dt.timedelta(days=settings.window_days - 1)
-        bought_together(events.filter(F.col("dt") >= first), settings)
+        bought_together(events.filter(within(window(run_date, settings.window_days))), settings)
     """
     qualifying = qualifying_events(events, settings)
     kept_users = (
@@ -121,18 +121,12 @@ def bought_together(events: DataFrame, settings: BoughtTogetherSettings) -> Data
         )
         .filter(F.col(C.LIFT) >= F.lit(float(settings.min_lift)))
     )
-    by_confidence = Window.partitionBy(C.ITEM_ID).orderBy(
-        F.desc(C.CONFIDENCE), F.desc(C.LIFT), F.asc(C.OTHER_ITEM_ID)
-    )
-    return (
-        scored.withColumn(C.RANK, F.row_number().over(by_confidence))
-        .filter(F.col(C.RANK) <= settings.top_n)
-        .select(
-            C.ITEM_ID,
-            C.RANK,
-            C.OTHER_ITEM_ID,
-            F.col(C.SUPPORT).cast("long").alias(C.SUPPORT),
-            F.col(C.CONFIDENCE).cast("double").alias(C.CONFIDENCE),
-            F.col(C.LIFT).cast("double").alias(C.LIFT),
-        )
+    by_confidence = [F.desc(C.CONFIDENCE), F.desc(C.LIFT), F.asc(C.OTHER_ITEM_ID)]
+    return top_n_per(scored, [C.ITEM_ID], by_confidence, settings.top_n).select(
+        C.ITEM_ID,
+        C.RANK,
+        C.OTHER_ITEM_ID,
+        F.col(C.SUPPORT).cast("long").alias(C.SUPPORT),
+        F.col(C.CONFIDENCE).cast("double").alias(C.CONFIDENCE),
+        F.col(C.LIFT).cast("double").alias(C.LIFT),
     )

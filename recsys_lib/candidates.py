@@ -37,6 +37,7 @@ from recsys_lib import constants as C
 from recsys_lib import quality, tracking
 from recsys_lib.bought_together import bought_together, skipped_users
 from recsys_lib.config import CandidateSettings, Settings
+from recsys_lib.dates import window
 from recsys_lib.evaluation import (
     HOLDOUT_USERS_COVERED,
     MEAN_LIST_SIZE,
@@ -62,6 +63,8 @@ from recsys_lib.tables import (
     SIMILAR_ITEMS,
     USER_PORTRAIT,
 )
+from recsys_lib.top_n import top_n_per
+from recsys_lib.windows import within
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +74,19 @@ SEED_ITEM = "_seed_item"
 LAST_TS = "_last_ts"
 
 
-def ranked(scored: DataFrame, n: int) -> DataFrame:
+def best_by_score(scored: DataFrame, n: int) -> DataFrame:
     """(user_id, item_id, score, rank): the best ``n`` items per user by score, then item id."""
-    by_score = Window.partitionBy(C.USER_ID).orderBy(F.desc(C.SCORE), F.asc(C.ITEM_ID))
-    return (
-        scored.withColumn(C.RANK, F.row_number().over(by_score))
-        .filter(F.col(C.RANK) <= n)
-        .select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
-    )
+    by_score = [F.desc(C.SCORE), F.asc(C.ITEM_ID)]
+    return top_n_per(scored, [C.USER_ID], by_score, n).select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
 
 
 def recent_activity(events: DataFrame, run_date: dt.date, settings: CandidateSettings) -> DataFrame:
     """(user_id, item_id, views score, viewed, carted, bought, last event time) over the
     ``recent_days`` days ending on ``run_date``; views halve with each day of age."""
-    first = run_date - dt.timedelta(days=settings.recent_days - 1)
     age = F.datediff(F.lit(run_date), F.col(C.DT))
     is_type = {t: F.col(C.EVENT_TYPE) == t for t in C.EVENT_TYPES}
     return (
-        events.filter((F.col(C.DT) >= F.lit(first)) & (F.col(C.DT) <= F.lit(run_date)))
+        events.filter(within(window(run_date, settings.recent_days)))
         .groupBy(C.USER_ID, C.ITEM_ID)
         .agg(
             F.sum(F.when(is_type[C.VIEW], F.pow(F.lit(0.5), age)).otherwise(0.0)).alias(C.SCORE),
@@ -102,13 +100,10 @@ def recent_activity(events: DataFrame, run_date: dt.date, settings: CandidateSet
 
 def latest_seeds(recent: DataFrame, flag: str, n: int) -> DataFrame:
     """(user_id, _seed_item): each user's ``n`` latest items with ``flag`` set."""
-    by_time = Window.partitionBy(C.USER_ID).orderBy(F.desc(LAST_TS), F.asc(C.ITEM_ID))
-    return (
-        recent.filter(F.col(flag))
-        .withColumn("_n", F.row_number().over(by_time))
-        .filter(F.col("_n") <= n)
-        .select(C.USER_ID, F.col(C.ITEM_ID).alias(SEED_ITEM))
+    latest = top_n_per(
+        recent.filter(F.col(flag)), [C.USER_ID], [F.desc(LAST_TS), F.asc(C.ITEM_ID)], n, "_n"
     )
+    return latest.select(C.USER_ID, F.col(C.ITEM_ID).alias(SEED_ITEM))
 
 
 def neighbours_of_seeds(
@@ -124,7 +119,7 @@ def neighbours_of_seeds(
     not_seeds = proposed.join(
         seeds.withColumnRenamed(SEED_ITEM, C.ITEM_ID), [C.USER_ID, C.ITEM_ID], "left_anti"
     )
-    return ranked(not_seeds, n)
+    return best_by_score(not_seeds, n)
 
 
 def category_lists(
@@ -159,7 +154,7 @@ def category_lists(
         .groupBy(C.USER_ID, C.ITEM_ID)
         .agg(F.max(C.SCORE).alias(C.SCORE))
     )
-    return ranked(scored, n)
+    return best_by_score(scored, n)
 
 
 def als_source(users: DataFrame, model: AlsModel, n: int) -> DataFrame:
@@ -173,7 +168,7 @@ def als_source(users: DataFrame, model: AlsModel, n: int) -> DataFrame:
 
 def recent_views_source(recent: DataFrame, n: int) -> DataFrame:
     """Items viewed recently and not bought in the same days."""
-    return ranked(
+    return best_by_score(
         recent.filter(F.col(C.VIEWS) & ~F.col(C.PURCHASES)).select(C.USER_ID, C.ITEM_ID, C.SCORE),
         n,
     )
@@ -205,13 +200,19 @@ def combine(sources: Mapping[str, DataFrame], max_per_user: int | None = None) -
     found = F.array(
         *[F.when(F.col(C.source_rank(s)).isNotNull(), F.lit(s)) for s in C.CANDIDATE_SOURCES]
     )
-    union_order = Window.partitionBy(C.USER_ID).orderBy(
-        F.asc("_best_rank"), F.desc(C.N_SOURCES), F.asc("_first_source"), F.asc(C.ITEM_ID)
+    union_order = [
+        F.asc("_best_rank"),
+        F.desc(C.N_SOURCES),
+        F.asc("_first_source"),
+        F.asc(C.ITEM_ID),
+    ]
+    ranked_union = top_n_per(
+        combined.withColumn(C.SOURCES, F.filter(found, lambda s: s.isNotNull())),
+        [C.USER_ID],
+        union_order,
+        max_per_user,
+        C.UNION_RANK,
     )
-    ranked_union = combined.withColumn(C.SOURCES, F.filter(found, lambda s: s.isNotNull()))
-    ranked_union = ranked_union.withColumn(C.UNION_RANK, F.row_number().over(union_order))
-    if max_per_user is not None:
-        ranked_union = ranked_union.filter(F.col(C.UNION_RANK) <= max_per_user)
     return ranked_union.select(*[c for c in CANDIDATES.column_names if c != C.DT])
 
 
@@ -236,10 +237,7 @@ def candidate_sources(
     user_portrait; ``similar``, ``together``, ``lists``: the day's recs.similar_items,
     recs.bought_together and recs.popular_items.
     """
-    first_active = run_date - dt.timedelta(days=settings.active_days - 1)
-    active_events = events.filter(
-        (F.col(C.DT) >= F.lit(first_active)) & (F.col(C.DT) <= F.lit(run_date))
-    )
+    active_events = events.filter(within(window(run_date, settings.active_days)))
     users = active_events.select(C.USER_ID).distinct()
     recent = recent_activity(events, run_date, settings).cache()
     n = settings.per_source
@@ -302,16 +300,13 @@ def with_run_date(df: DataFrame, run_date: dt.date) -> DataFrame:
 def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
     """Stage ``candidates``: source tables, candidates, and yesterday's candidates' recall."""
     cand = settings.candidates
-    window = max(cand.active_days, settings.bought_together.window_days)
-    events = read_window(
-        spark, settings, CLEAN_EVENTS, run_date - dt.timedelta(days=window - 1), run_date
-    ).cache()
+    days = max(cand.active_days, settings.bought_together.window_days)
+    events = read_window(spark, settings, CLEAN_EVENTS, window(run_date, days)).cache()
     portraits = read_partition(spark, settings, USER_PORTRAIT, run_date)
     items = read_partition(spark, settings, CLEAN_ITEMS, run_date)
     yesterday = run_date - dt.timedelta(days=1)
     previous = read_partition(spark, settings, CANDIDATES, yesterday)
-    bt_first = run_date - dt.timedelta(days=settings.bought_together.window_days - 1)
-    bt_events = events.filter(F.col(C.DT) >= F.lit(bt_first))
+    bt_events = events.filter(within(window(run_date, settings.bought_together.window_days)))
     # Independent small actions side by side (spark.concurrently): the inputs exist, how many
     # users bought_together skips, and whether yesterday has candidates to measure.
     has_items, has_portraits, has_previous, skipped = concurrently(
@@ -348,9 +343,8 @@ def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -
     similar = read_partition(spark, settings, SIMILAR_ITEMS, run_date)
     together = bought_together(bt_events, settings.bought_together).cache()
     popular_days = max(settings.popular.window_days, settings.popular.new_arrival_days)
-    popular_first = run_date - dt.timedelta(days=popular_days - 1)
     lists = popular_items(
-        read_window(spark, settings, ITEM_DAILY, popular_first, run_date),
+        read_window(spark, settings, ITEM_DAILY, window(run_date, popular_days)),
         items,
         run_date,
         settings.popular,
@@ -395,15 +389,7 @@ def log_run(
     spark: SparkSession,
 ) -> None:
     """An MLflow run of the stage: yesterday's candidates' recall and the inputs used."""
-    experiment_id = tracking.use_experiment(settings)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{STAGE} {run_date.isoformat()}"):
-        mlflow.set_tags(
-            {
-                tracking.STAGE_TAG: STAGE,
-                tracking.RUN_DATE_TAG: run_date.isoformat(),
-                "recsys.als_run_id": als_run_id,
-            }
-        )
+    with tracking.stage_run(settings, STAGE, run_date, tags={"recsys.als_run_id": als_run_id}):
         mlflow.log_params(
             {
                 "per_source": dict(settings.candidates.per_source),

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib import quality
 from recsys_lib.config import FeatureSettings, Settings
+from recsys_lib.dates import window
 from recsys_lib.portraits import PORTRAIT_DAYS, user_portraits
 from recsys_lib.spark import concurrently
 from recsys_lib.storage import read_partition, read_window
@@ -97,11 +98,10 @@ def features_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
     if items.limit(1).count() == 0:
         raise RuntimeError(f"clean.items has no rows for {run_date}: run `items` for it first")
     items = price_percentiles(items).cache()
-    first_item_day = run_date - dt.timedelta(days=ITEM_DAYS - 1)
-    first_user_day = run_date - dt.timedelta(days=PORTRAIT_DAYS - 1)
-    item_daily = read_window(spark, settings, ITEM_DAILY, first_item_day, run_date)
-    user_daily = read_window(spark, settings, USER_DAILY, first_user_day, run_date)
-    user_item_daily = read_window(spark, settings, USER_ITEM_DAILY, first_user_day, run_date)
+    item_days, user_days = window(run_date, ITEM_DAYS), window(run_date, PORTRAIT_DAYS)
+    item_daily = read_window(spark, settings, ITEM_DAILY, item_days)
+    user_daily = read_window(spark, settings, USER_DAILY, user_days)
+    user_item_daily = read_window(spark, settings, USER_ITEM_DAILY, user_days)
     item_prices = items.select(C.ITEM_ID, C.CATEGORY_ID, C.PRICE, C.PRICE_PCT_IN_CATEGORY)
     # Each builder runs one action (its population totals); side by side they overlap.
     item_rows, portrait_rows = concurrently(

@@ -19,6 +19,7 @@ from recsys_lib import constants as C
 from recsys_lib import quality
 from recsys_lib.catalogue import CATEGORIES_SCHEMA, categories_frame, item_snapshot
 from recsys_lib.config import Settings
+from recsys_lib.dates import window
 from recsys_lib.evaluation import evaluation_frame
 from recsys_lib.io.catalogue import read_category_tree
 from recsys_lib.models.categories import MODEL_NAME, complete_categories
@@ -58,8 +59,8 @@ def items_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dic
     seen = first_event_days(read_table(spark, settings, ITEM_DAILY), run_date)
     tree = categories(spark, settings).cache()
     snapshot = item_snapshot(properties, seen, tree, run_date).cache()
-    window_start = run_date - dt.timedelta(days=settings.completion.window_days - 1)
-    interactions = read_window(spark, settings, USER_ITEM_DAILY, window_start, run_date)
+    days = window(run_date, settings.completion.window_days)
+    interactions = read_window(spark, settings, USER_ITEM_DAILY, days)
     versions = {
         f"input.{t.name}.delta_version": table_version(spark, settings, t)
         for t in (RAW_ITEMS, USER_ITEM_DAILY, ITEM_DAILY)

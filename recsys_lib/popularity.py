@@ -20,11 +20,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.config import PopularSettings
+from recsys_lib.top_n import top_n_per
 from recsys_lib.windows import AGE, decay, event_weight, with_age
 
 
@@ -56,20 +57,15 @@ def in_scopes(scored: DataFrame, *keep: str) -> DataFrame:
     )
 
 
-def ranked(scored: DataFrame, name: str, n: int, *order: Column) -> DataFrame:
+def as_list(scored: DataFrame, name: str, n: int, *order: Column) -> DataFrame:
     """Top ``n`` rows per (scope, category_id) by ``order``, as rows of list ``name``."""
-    by_score = Window.partitionBy(C.SCOPE, C.CATEGORY_ID).orderBy(*order)
-    return (
-        scored.withColumn(C.RANK, F.row_number().over(by_score))
-        .filter(F.col(C.RANK) <= n)
-        .select(
-            F.lit(name).alias(C.LIST),
-            C.SCOPE,
-            F.col(C.CATEGORY_ID).cast("long").alias(C.CATEGORY_ID),
-            C.RANK,
-            C.ITEM_ID,
-            F.col(C.SCORE).cast("double").alias(C.SCORE),
-        )
+    return top_n_per(scored, [C.SCOPE, C.CATEGORY_ID], order, n).select(
+        F.lit(name).alias(C.LIST),
+        C.SCOPE,
+        F.col(C.CATEGORY_ID).cast("long").alias(C.CATEGORY_ID),
+        C.RANK,
+        C.ITEM_ID,
+        F.col(C.SCORE).cast("double").alias(C.SCORE),
     )
 
 
@@ -91,7 +87,7 @@ def popular(
     scored = scores.join(
         items.select(C.ITEM_ID, C.CATEGORY_ID, C.TOP_CATEGORY_ID), C.ITEM_ID, "left"
     )
-    return ranked(
+    return as_list(
         in_scopes(scored), C.LIST_POPULAR, settings.top_n, F.desc(C.SCORE), F.asc(C.ITEM_ID)
     )
 
@@ -120,7 +116,7 @@ def new_arrivals(
     scored = new.join(since_first_seen, C.ITEM_ID, "left").withColumn(
         C.SCORE, F.coalesce(F.col("_weighted"), F.lit(0.0)) / (age + 1)
     )
-    return ranked(
+    return as_list(
         in_scopes(scored, C.FIRST_SEEN),
         C.LIST_NEW_ARRIVALS,
         settings.new_arrivals_top_n,

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.config import FeatureSettings
+from recsys_lib.top_n import top_n_per
 from recsys_lib.windows import AGE, decay, event_weight, smoothed_rate, windowed_sum, with_age
 
 PORTRAIT_DAYS = 90
@@ -148,13 +149,12 @@ def top_categories(rows: DataFrame, settings: FeatureSettings) -> DataFrame:
         .agg(F.sum(F.col("_w") * decay(settings.affinity_half_life_days)).alias("_s"))
     )
     by_user = Window.partitionBy(C.USER_ID)
-    ranked = (
-        scored.withColumn(C.AFFINITY, F.col("_s") / F.sum("_s").over(by_user))
-        .withColumn(
-            "_rank",
-            F.row_number().over(by_user.orderBy(F.desc(C.AFFINITY), F.asc(C.CATEGORY_ID))),
-        )
-        .filter(F.col("_rank") <= settings.top_categories)
+    ranked = top_n_per(
+        scored.withColumn(C.AFFINITY, F.col("_s") / F.sum("_s").over(by_user)),
+        [C.USER_ID],
+        [F.desc(C.AFFINITY), F.asc(C.CATEGORY_ID)],
+        settings.top_categories,
+        "_rank",
     )
     collected = F.array_sort(F.collect_list(F.struct("_rank", C.CATEGORY_ID, C.AFFINITY)))
     return ranked.groupBy(C.USER_ID).agg(

@@ -46,6 +46,7 @@ from pyspark.sql import types as T
 from recsys_lib import constants as C
 from recsys_lib import tracking
 from recsys_lib.config import Settings
+from recsys_lib.dates import DayRange, window
 from recsys_lib.evaluation import (
     NDCG,
     NO_CUT_OFF,
@@ -152,7 +153,7 @@ def collect_samples(
 ) -> pd.DataFrame:
     """Training samples of label days ``first .. last`` in groups with a positive label,
     collected to the driver within ``ranker.max_training_rows`` (the single-node step)."""
-    samples = read_window(spark, settings, TRAINING_SAMPLES, first, last)
+    samples = read_window(spark, settings, TRAINING_SAMPLES, DayRange(first, last))
     positive_groups = samples.filter(F.col(C.LABEL) > 0).select(C.DT, C.USER_ID).distinct()
     kept = samples.join(positive_groups, [C.DT, C.USER_ID])
     rows = kept.count()
@@ -311,9 +312,8 @@ def holdout_figures(
         .cache()
     )
     items = read_partition(spark, settings, ITEM_FEATURES, as_of)
-    first = as_of - dt.timedelta(days=29)
     popularity = (
-        read_window(spark, settings, ITEM_DAILY, first, as_of)
+        read_window(spark, settings, ITEM_DAILY, window(as_of, 30))
         .groupBy(C.ITEM_ID)
         .agg(F.sum(C.USERS).alias(C.USERS))
     )
@@ -541,11 +541,7 @@ def train_ranker(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
     log.info("training samples: %d rows in label days %s", len(samples), present)
     figures: dict[str, float] = {"sample_rows": float(len(samples)), "label_days": len(present)}
     features = list(C.RANKING_FEATURES)
-    experiment_id = tracking.use_experiment(settings)
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"{STAGE} {run_date.isoformat()}"
-    ) as run:
-        mlflow.set_tags({tracking.STAGE_TAG: STAGE, tracking.RUN_DATE_TAG: run_date.isoformat()})
+    with tracking.stage_run(settings, STAGE, run_date) as run:
         log_inputs(spark, settings, train_days, valid_day, holdout_day)
         predictor_input = samples[samples[C.DT] <= holdout_day]
         if predictor_input[C.GROUP].nunique() >= 2:

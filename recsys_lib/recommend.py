@@ -16,18 +16,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib import quality
 from recsys_lib.config import QualitySettings, Settings
+from recsys_lib.dates import window
 from recsys_lib.publish import publish, stage
 from recsys_lib.ranking import Champion, load_champion, score_frame
 from recsys_lib.samples import features_of_day
 from recsys_lib.spark import concurrently
 from recsys_lib.storage import read_partition, read_window
 from recsys_lib.tables import CANDIDATES, CLEAN_EVENTS, ITEM_FEATURES, USER_RECOMMENDATIONS
+from recsys_lib.top_n import top_n_per
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +79,10 @@ def top_k(
         .withColumn(C.CATEGORY_ID, F.coalesce(C.CATEGORY_ID, F.lit(NO_CATEGORY)))
     )
     if category_cap > 0:
-        in_category = Window.partitionBy(C.USER_ID, C.CATEGORY_ID).orderBy(*by_score)
-        rows = rows.withColumn("_n", F.row_number().over(in_category)).filter(
-            F.col("_n") <= category_cap
-        )
-    ranked = rows.withColumn(
-        C.RANK, F.row_number().over(Window.partitionBy(C.USER_ID).orderBy(*by_score))
+        rows = top_n_per(rows, [C.USER_ID, C.CATEGORY_ID], by_score, category_cap, "_n")
+    return top_n_per(rows, [C.USER_ID], by_score, k).select(
+        C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE
     )
-    return ranked.filter(F.col(C.RANK) <= k).select(C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE)
 
 
 def recommendations(
@@ -117,8 +115,8 @@ def recommendations(
 
 def purchases(spark: SparkSession, settings: Settings, run_date: dt.date) -> DataFrame:
     """Items each user bought in the ALS window ending ``run_date`` (never recommended)."""
-    first = run_date - dt.timedelta(days=settings.als.window_days - 1)
-    return purchased_pairs(read_window(spark, settings, CLEAN_EVENTS, first, run_date))
+    days = window(run_date, settings.als.window_days)
+    return purchased_pairs(read_window(spark, settings, CLEAN_EVENTS, days))
 
 
 def audit(

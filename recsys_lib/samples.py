@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib import quality, tracking
 from recsys_lib.config import Settings
+from recsys_lib.dates import window
 from recsys_lib.importance import (
     ITEM_VIEWS_30D,
     LossPredictor,
@@ -37,6 +38,7 @@ from recsys_lib.tables import (
     USER_ITEM_DAILY,
     USER_PORTRAIT,
 )
+from recsys_lib.windows import within
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,7 @@ def _as_double(column: str | Column) -> Column:
 def user_item_history(user_items: DataFrame, as_of: dt.date) -> DataFrame:
     """(user_id, item_id, views, carts, last day) of the ``features.user_item_daily`` rows
     of the 30 days ending on ``as_of``."""
-    first = as_of - dt.timedelta(days=INTERACTION_DAYS - 1)
-    recent = user_items.filter((F.col(C.DT) >= F.lit(first)) & (F.col(C.DT) <= F.lit(as_of)))
+    recent = user_items.filter(within(window(as_of, INTERACTION_DAYS)))
     return recent.groupBy(C.USER_ID, C.ITEM_ID).agg(
         F.sum(C.VIEWS).alias(C.USER_ITEM_VIEWS_30D),
         F.sum(C.CARTS).alias(C.USER_ITEM_CARTS_30D),
@@ -168,7 +169,6 @@ def features_of_day(
 ) -> DataFrame:
     """Ranking features of the candidates of ``as_of`` (empty when it has none); with
     ``users`` (user_id), only of those users' candidates."""
-    first = as_of - dt.timedelta(days=INTERACTION_DAYS - 1)
     candidates = read_partition(spark, settings, CANDIDATES, as_of)
     if users is not None:
         candidates = candidates.join(users, C.USER_ID, "left_semi")
@@ -176,7 +176,7 @@ def features_of_day(
         candidates,
         read_partition(spark, settings, USER_PORTRAIT, as_of),
         read_partition(spark, settings, ITEM_FEATURES, as_of),
-        read_window(spark, settings, USER_ITEM_DAILY, first, as_of),
+        read_window(spark, settings, USER_ITEM_DAILY, window(as_of, INTERACTION_DAYS)),
         as_of,
     )
 

@@ -22,6 +22,7 @@ from recsys_lib.config import Settings
 from recsys_lib.dates import DayRange
 from recsys_lib.spark import concurrently
 from recsys_lib.tables import ALL_TABLES, TableContract
+from recsys_lib.windows import within
 
 log = logging.getLogger(__name__)
 
@@ -185,13 +186,11 @@ def read_partition(
     span = DayRange.of(days)
     if span.first == span.last:
         return read_table(spark, settings, table).filter(F.col(C.DT) == F.lit(span.first))
-    return read_window(spark, settings, table, span.first, span.last)
+    return read_window(spark, settings, table, span)
 
 
 def read_window(
-    spark: SparkSession, settings: Settings, table: TableContract, first: dt.date, last: dt.date
+    spark: SparkSession, settings: Settings, table: TableContract, days: DayRange
 ) -> DataFrame:
-    """Rows with ``first <= dt <= last`` (partition-pruned)."""
-    return read_table(spark, settings, table).filter(
-        (F.col(C.DT) >= F.lit(first)) & (F.col(C.DT) <= F.lit(last))
-    )
+    """Rows of the days of ``days`` (partition-pruned); see :func:`dates.window`."""
+    return read_table(spark, settings, table).filter(within(days))

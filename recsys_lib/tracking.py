@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import mlflow
+from mlflow import ActiveRun
 from mlflow.entities import Run
 
 from recsys_lib.config import Settings
@@ -43,6 +46,24 @@ def _open_experiment(settings: Settings) -> str:
     artifact_root = settings.resolve(settings.mlflow.artifact_root)
     location = artifact_root if "://" in artifact_root else Path(artifact_root).as_uri()
     return str(mlflow.create_experiment(settings.mlflow.experiment, artifact_location=location))
+
+
+@contextlib.contextmanager
+def stage_run(
+    settings: Settings,
+    stage: str,
+    run_date: dt.date,
+    tags: Mapping[str, str] | None = None,
+    name: str | None = None,
+) -> Iterator[ActiveRun]:
+    """The MLflow run of ``stage`` for ``run_date`` in the configured experiment, named
+    "<name or stage> <date>" and tagged with the stage, the run date and ``tags``. It ends
+    FAILED when the body raises, and :func:`latest_run` finds only finished runs."""
+    experiment_id = use_experiment(settings)
+    run_name = f"{name or stage} {run_date.isoformat()}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.set_tags({STAGE_TAG: stage, RUN_DATE_TAG: run_date.isoformat(), **(tags or {})})
+        yield run
 
 
 def latest_run(settings: Settings, stage: str, run_date: dt.date) -> Run:

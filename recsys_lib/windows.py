@@ -13,8 +13,14 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
+from recsys_lib.dates import DayRange
 
 AGE = "_age"
+
+
+def within(days: DayRange) -> Column:
+    """True for rows whose ``dt`` is one of ``days`` (a window: :func:`dates.window`)."""
+    return F.col(C.DT).between(F.lit(days.first), F.lit(days.last))
 
 
 def with_age(daily: DataFrame, run_date: dt.date) -> DataFrame:

@@ -43,6 +43,7 @@ from pyspark.sql import types as T
 from recsys_lib import constants as C
 from recsys_lib import quality, tracking
 from recsys_lib.config import AlsSettings, Settings
+from recsys_lib.dates import window
 from recsys_lib.scoring import FACTORS
 from recsys_lib.similar import similar_items
 from recsys_lib.storage import read_window, table_version
@@ -102,11 +103,6 @@ class AlsModel:
                 user_factors=data["user_factors"],
                 item_factors=data["item_factors"],
             )
-
-
-def window_bounds(run_date: dt.date, window_days: int) -> tuple[dt.date, dt.date]:
-    """First and last day of the ``window_days`` days ending with ``run_date``."""
-    return run_date - dt.timedelta(days=window_days - 1), run_date
 
 
 def event_weight(event_type: F.Column, weights: dict[str, float]) -> F.Column:
@@ -391,8 +387,8 @@ def train_als(spark: SparkSession, settings: Settings, run_date: dt.date) -> dic
     """
     als = settings.als
     backend(als.backend)  # an unknown backend fails before any work
-    first, last = window_bounds(run_date, als.window_days)
-    events = read_window(spark, settings, CLEAN_EVENTS, first, last)
+    days = window(run_date, als.window_days)
+    events = read_window(spark, settings, CLEAN_EVENTS, days)
     if events.filter(F.col(C.DT) == F.lit(run_date)).limit(1).count() == 0:
         raise RuntimeError(f"clean.events has no rows for {run_date}: run `clean` for it first")
     input_version = table_version(spark, settings, CLEAN_EVENTS)
@@ -405,20 +401,14 @@ def train_als(spark: SparkSession, settings: Settings, run_date: dt.date) -> dic
         .withColumn(C.MODEL_VERSION, F.lit(model.version))
     )
 
-    experiment_id = tracking.use_experiment(settings)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{STAGE} {run_date.isoformat()}"):
-        mlflow.set_tags(
-            {
-                tracking.STAGE_TAG: STAGE,
-                tracking.RUN_DATE_TAG: run_date.isoformat(),
-                tracking.MODEL_VERSION_TAG: model.version,
-            }
-        )
+    with tracking.stage_run(
+        settings, STAGE, run_date, tags={tracking.MODEL_VERSION_TAG: model.version}
+    ):
         mlflow.log_params(
             {
                 "backend": als.backend,
                 "window_days": als.window_days,
-                "window_first_day": first.isoformat(),
+                "window_first_day": days.first.isoformat(),
                 "factors": als.factors,
                 "regularization": als.regularization,
                 "iterations": als.iterations,

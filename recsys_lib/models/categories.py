@@ -53,8 +53,10 @@ from pyspark.sql import types as T
 
 from recsys_lib import constants as C
 from recsys_lib.config import CompletionSettings, Settings
+from recsys_lib.dates import window
 from recsys_lib.spark import concurrently
-from recsys_lib.windows import event_weight
+from recsys_lib.top_n import top_n_per
+from recsys_lib.windows import event_weight, within
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -405,10 +407,11 @@ def best_leaves(votes: DataFrame) -> DataFrame:
     """(item_id, top_category_id, leaf_id, leaf_share): per item and top category the most
     voted leaf (ties: the smaller id) and its share of the votes under that top category."""
     group = Window.partitionBy(C.ITEM_ID, C.TOP_CATEGORY_ID)
-    ranked = votes.withColumn("_total", F.sum(VOTE).over(group)).withColumn(
-        "_rank", F.row_number().over(group.orderBy(F.desc(VOTE), F.asc(LEAF_ID)))
+    totalled = votes.withColumn("_total", F.sum(VOTE).over(group))
+    best = top_n_per(
+        totalled, [C.ITEM_ID, C.TOP_CATEGORY_ID], [F.desc(VOTE), F.asc(LEAF_ID)], 1, "_rank"
     )
-    return ranked.filter(F.col("_rank") == 1).select(
+    return best.select(
         C.ITEM_ID, C.TOP_CATEGORY_ID, LEAF_ID, (F.col(VOTE) / F.col("_total")).alias(LEAF_SHARE)
     )
 
@@ -710,8 +713,7 @@ def apply_fill(items: DataFrame, fill: DataFrame, categories: DataFrame) -> Data
 
 
 def _window(interactions: DataFrame, run_date: dt.date, window_days: int) -> DataFrame:
-    first = run_date - dt.timedelta(days=window_days - 1)
-    return interactions.filter(F.col(C.DT).between(F.lit(first), F.lit(run_date)))
+    return interactions.filter(within(window(run_date, window_days)))
 
 
 def _leaf_evaluation(
@@ -951,16 +953,10 @@ def _track(
 
     from recsys_lib import tracking
 
-    experiment_id = tracking.use_experiment(settings)
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"{MODEL_NAME} {run_date.isoformat()}"
-    ) as run:
-        tags = {tracking.STAGE_TAG: STAGE, tracking.RUN_DATE_TAG: run_date.isoformat()}
-        if model is not None:
-            tags[tracking.MODEL_VERSION_TAG] = model.version
-        if note:
-            tags["recsys.note"] = note[:5000]
-        mlflow.set_tags(tags)
+    tags = {tracking.MODEL_VERSION_TAG: model.version} if model is not None else {}
+    if note:
+        tags["recsys.note"] = note[:5000]
+    with tracking.stage_run(settings, STAGE, run_date, tags=tags, name=MODEL_NAME) as run:
         params: dict[str, Any] = {
             **{f"completion.{k}": v for k, v in dataclasses.asdict(settings.completion).items()},
             "event_weights": json.dumps(dict(event_weights), sort_keys=True),

@@ -14,15 +14,10 @@ from recsys_lib.models.als import (
     memory_bound_mb,
     train_als,
     train_model,
-    window_bounds,
 )
 
 RUN_DATE = dt.date(2026, 3, 30)
 EVENTS_DDL = f"{C.USER_ID} string, {C.ITEM_ID} bigint, {C.EVENT_TYPE} string, {C.DT} date"
-
-
-def test_window_bounds_include_the_run_date() -> None:
-    assert window_bounds(dt.date(2026, 3, 30), 30) == (dt.date(2026, 3, 1), dt.date(2026, 3, 30))
 
 
 def days_ago(n: int) -> dt.date:
