@@ -36,7 +36,6 @@ import datetime as dt
 import logging
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,18 +44,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from recsys_lib import constants as C  # noqa: E402
-from recsys_lib.config import AlsSettings, Settings, load_settings  # noqa: E402
-from recsys_lib.models.als import (  # noqa: E402
+from recsys_lib import constants as C
+from recsys_lib.config import AlsSettings, Settings, load_settings
+from recsys_lib.models.als import (
     WEIGHT,
     AlsModel,
     build_matrix,
     interactions,
     train_model,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 ML_DEFAULT = REPO.parent / "shared" / "data" / "movielens-100k"
 

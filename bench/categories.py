@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,18 +32,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from recsys_lib import constants as C  # noqa: E402
-from recsys_lib.config import Settings, load_settings  # noqa: E402
-from recsys_lib.models.categories import (  # noqa: E402
+from recsys_lib import constants as C
+from recsys_lib.config import Settings, load_settings
+from recsys_lib.models.categories import (
     TOP_K_CATEGORIES,
     CompletionResult,
     complete_categories,
     unit_hash,
 )
-from recsys_lib.tables import CLEAN_ITEMS, USER_ITEM_DAILY  # noqa: E402
+from recsys_lib.tables import CLEAN_ITEMS, USER_ITEM_DAILY
+
+REPO = Path(__file__).resolve().parents[1]
 
 ML_DEFAULT = REPO.parent / "shared" / "data" / "movielens-100k"
 ML_HIDDEN_SHARE = 0.2

@@ -23,35 +23,32 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyspark.sql import functions as F
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from pyspark.sql import functions as F  # noqa: E402
-
-from recsys_lib import constants as C  # noqa: E402
-from recsys_lib.aggregates import item_daily, user_item_daily  # noqa: E402
-from recsys_lib.bought_together import bought_together  # noqa: E402
-from recsys_lib.candidates import candidate_recall, candidate_sources, combine  # noqa: E402
-from recsys_lib.config import Settings, load_settings  # noqa: E402
-from recsys_lib.evaluation import (  # noqa: E402
+from recsys_lib import constants as C
+from recsys_lib.aggregates import item_daily, user_item_daily
+from recsys_lib.bought_together import bought_together
+from recsys_lib.candidates import candidate_recall, candidate_sources, combine
+from recsys_lib.config import Settings, load_settings
+from recsys_lib.evaluation import (
     HOLDOUT_USERS_COVERED,
     MEAN_LIST_SIZE,
     RECALL,
     USERS_EVALUATED,
 )
-from recsys_lib.features import price_percentiles  # noqa: E402
-from recsys_lib.models.als import interactions, train_model  # noqa: E402
-from recsys_lib.popularity import popular_items  # noqa: E402
-from recsys_lib.portraits import item_interest  # noqa: E402
-from recsys_lib.similar import similar_items  # noqa: E402
-from recsys_lib.spark import get_spark  # noqa: E402
+from recsys_lib.features import price_percentiles
+from recsys_lib.models.als import interactions, train_model
+from recsys_lib.popularity import popular_items
+from recsys_lib.portraits import item_interest
+from recsys_lib.similar import similar_items
+from recsys_lib.spark import get_spark
+
+REPO = Path(__file__).resolve().parents[1]
 
 ML_DEFAULT = REPO.parent / "shared" / "data" / "movielens-100k"
 WHOLE_LOG_DAYS = 400

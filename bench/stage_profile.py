@@ -34,7 +34,6 @@ from types import FrameType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 STATE = ("warehouse", "mlflow")
 
 
