@@ -16,6 +16,8 @@ Each input row ends in exactly one place (rule 4): ``clean.events``, the duplica
 Duplicates are rows equal in every input field (timestamp, visitor, event, item,
 transaction); one copy is kept. ``input = clean + duplicates + rejected`` is checked before
 anything is written.
+
+The rules cited by number are those of docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ dt=<day>``), read back and checked there; the checks go to ``ops.quality_checks`
 way. Only when all pass is the staged partition published to the real table in one
 ``replaceWhere`` commit (rule 6). A failed check raises: yesterday's and today's published
 rows stay as they were, and the staged rows stay for inspection.
+
+The rules cited by number are those of docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Every write replaces exactly its ``dt`` partitions (one run date, or every day o
 with ``replaceWhere`` (rule 1: idempotent). A stage that writes several tables uses
 :func:`write_partitions`, which restores the tables it already committed if another write
 fails (rule 3: atomic).
+
+The rules cited by number are those of docs/architecture.md.
 """
 
 from __future__ import annotations

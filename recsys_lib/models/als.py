@@ -18,6 +18,8 @@ models: implicit's confidence is ``alpha * weight`` where MLlib's is ``1 + alpha
 and MLlib scales ``regParam`` by each user's (item's) number of ratings.
 
 The stage then writes ``recs.similar_items`` (``recsys_lib.similar``) for the run date.
+
+The rules cited by number are those of docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ Steps of :func:`complete_categories`:
 The Spark-side alternative to step 2 at larger scale is Spark MLlib's multiclass classifiers
 on the same feature frame; it is not needed at the catalogue sizes we run (one row per
 categorised item).
+
+The rules cited by number are those of docs/architecture.md.
 """
 
 from __future__ import annotations
