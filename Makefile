@@ -73,6 +73,7 @@ lint: setup
 	$(BIN)/ruff check recsys_lib jobs dags tests bench
 	$(BIN)/ruff format --check recsys_lib jobs dags tests bench
 	$(BIN)/mypy recsys_lib bench
+	$(BIN)/lint-imports
 
 # Airflow UI + scheduler on http://localhost:8080 (login printed by `airflow standalone`).
 airflow: setup

@@ -84,8 +84,8 @@ def movielens_pairs(spark: Any, path: Path) -> Any:
 
 def warehouse_pairs(spark: Any, settings: Settings, run_date: dt.date) -> Any:
     from recsys_lib.dates import window
-    from recsys_lib.storage import read_window
-    from recsys_lib.tables import CLEAN_EVENTS
+    from recsys_lib.warehouse.storage import read_window
+    from recsys_lib.warehouse.tables import CLEAN_EVENTS
 
     days = window(run_date, settings.als.window_days)
     print(f"clean.events {days} in {settings.warehouse}", flush=True)
@@ -120,7 +120,7 @@ def median_time(label: str, run: Callable[[], Any], repeat: int) -> tuple[float,
 
 
 def neighbour_lists(spark: Any, model: AlsModel, als: AlsSettings) -> dict[int, set[int]]:
-    from recsys_lib.similar import similar_items
+    from recsys_lib.sources.similar import similar_items
 
     rows = similar_items(spark, model, als.similar_top_n, als.similar_batch_rows).toPandas()
     grouped = rows.groupby(C.ITEM_ID)[C.SIMILAR_ITEM_ID].agg(set)
@@ -199,7 +199,7 @@ def main() -> int:
         parser.error("--warehouse needs --date")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from recsys_lib.spark import get_spark
+    from recsys_lib.runtime.spark import get_spark
 
     settings = settings_for(args.warehouse)
     spark = get_spark(settings, app_name="bench-als")

@@ -34,13 +34,10 @@ import pandas as pd
 
 from recsys_lib import constants as C
 from recsys_lib.config import Settings, load_settings
-from recsys_lib.models.categories import (
-    TOP_K_CATEGORIES,
-    CompletionResult,
-    complete_categories,
-    unit_hash,
-)
-from recsys_lib.tables import CLEAN_ITEMS, USER_ITEM_DAILY
+from recsys_lib.models.categories import TOP_K_CATEGORIES, CompletionResult
+from recsys_lib.models.categories.completion import complete_categories
+from recsys_lib.models.categories.training import unit_hash
+from recsys_lib.warehouse.tables import CLEAN_ITEMS, USER_ITEM_DAILY
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -247,9 +244,9 @@ def movielens(spark: Any, path: Path, work: Path) -> dict[str, float]:
 def shop(spark: Any, work: Path, scale: float) -> dict[str, float]:
     from pyspark.sql import functions as F
 
-    from recsys_lib.catalogue import categories_frame
-    from recsys_lib.generator import generate_shop
+    from recsys_lib.devtools.generator import generate_shop
     from recsys_lib.io.catalogue import read_category_tree
+    from recsys_lib.transforms.catalogue import categories_frame
 
     out = work / "shop"
     print(f"generated shop (profile default, scale {scale}) in {out}", flush=True)
@@ -413,7 +410,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from recsys_lib.spark import get_spark
+    from recsys_lib.runtime.spark import get_spark
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)

@@ -150,7 +150,7 @@ def bench_scale(
         marker.unlink(missing_ok=True)
         load_history(scale, work, days, step)
         marker.write_text(last.isoformat() + "\n")
-    from recsys_lib.airflow_support import spark_properties_file
+    from recsys_lib.runtime.airflow_support import spark_properties_file
 
     saved = dict(os.environ)
     os.environ.update(env)

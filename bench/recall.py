@@ -31,22 +31,23 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
-from recsys_lib.aggregates import item_daily, user_item_daily
-from recsys_lib.bought_together import bought_together
-from recsys_lib.candidates import candidate_recall, candidate_sources, combine
 from recsys_lib.config import Settings, load_settings
 from recsys_lib.evaluation import (
     HOLDOUT_USERS_COVERED,
     MEAN_LIST_SIZE,
     RECALL,
     USERS_EVALUATED,
+    candidate_recall,
 )
-from recsys_lib.features import price_percentiles
 from recsys_lib.models.als import interactions, train_model
-from recsys_lib.popularity import popular_items
-from recsys_lib.portraits import item_interest
-from recsys_lib.similar import similar_items
-from recsys_lib.spark import get_spark
+from recsys_lib.runtime.spark import get_spark
+from recsys_lib.sources.bought_together import bought_together
+from recsys_lib.sources.popularity import popular_items
+from recsys_lib.sources.similar import similar_items
+from recsys_lib.sources.union import candidate_sources, combine
+from recsys_lib.stages.aggregate import item_daily, user_item_daily
+from recsys_lib.stages.features import price_percentiles
+from recsys_lib.transforms.portraits import item_interest
 
 REPO = Path(__file__).resolve().parents[1]
 

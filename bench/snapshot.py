@@ -53,9 +53,9 @@ def fingerprint(work: Path) -> dict[str, dict[str, Any]]:
     from pyspark.sql import functions as F
 
     from recsys_lib.config import load_settings
-    from recsys_lib.spark import get_spark
-    from recsys_lib.storage import read_table, table_path
-    from recsys_lib.tables import ALL_TABLES
+    from recsys_lib.runtime.spark import get_spark
+    from recsys_lib.warehouse.storage import read_table, table_path
+    from recsys_lib.warehouse.tables import ALL_TABLES
 
     settings = load_settings()
     spark = get_spark(settings, app_name="recsys-snapshot")

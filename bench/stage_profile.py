@@ -69,7 +69,7 @@ def attribute_jobs_to_call_sites() -> None:
     thread's ``callSite.short`` property is set to ``module.py:line function``, which Spark
     uses as the name of the jobs that call starts (Delta's snapshot jobs included). For
     counting jobs only: the extra JVM calls and stack walks cost time. Lines of
-    ``recsys_lib/spark.py`` are passed over: its ``concurrently`` would otherwise claim
+    ``recsys_lib/runtime/spark.py`` are passed over: its ``concurrently`` would otherwise claim
     every job that a stage runs side by side.
     """
     import threading
@@ -78,8 +78,11 @@ def attribute_jobs_to_call_sites() -> None:
 
     original = JavaMember.__call__
     state = threading.local()
-    package = str(REPO / "recsys_lib")
-    session_module = f"{package}/spark.py"
+    import recsys_lib
+    from recsys_lib.runtime import spark as session
+
+    package = str(Path(recsys_lib.__file__).resolve().parent)
+    session_module = str(Path(session.__file__).resolve())
 
     def site() -> str | None:
         frame: FrameType | None = sys._getframe(2)
@@ -190,10 +193,10 @@ def main() -> int:
     from recsys_lib.config import load_settings
     from recsys_lib.constants import HISTORY_STAGES, NIGHTLY_STAGES
     from recsys_lib.dates import DayRange
-    from recsys_lib.generator import generate_shop
-    from recsys_lib.logs import configure_logging
-    from recsys_lib.spark import get_spark
-    from recsys_lib.stages import run_stage
+    from recsys_lib.devtools.generator import generate_shop
+    from recsys_lib.pipeline import run_stage
+    from recsys_lib.runtime.logs import configure_logging
+    from recsys_lib.runtime.spark import get_spark
 
     configure_logging()
     logging.getLogger().setLevel(logging.WARNING)

@@ -17,8 +17,8 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from recsys_lib.airflow_support import JOBS_DIR, RUN_DATE_TEMPLATE, spark_properties_file
 from recsys_lib.constants import NIGHTLY_STAGES
+from recsys_lib.runtime.airflow_support import JOBS_DIR, RUN_DATE_TEMPLATE, spark_properties_file
 
 with DAG(
     dag_id="recsys_nightly",

@@ -21,7 +21,7 @@ from recsys_lib.constants import (
     WINDOWED_STAGES,
 )
 from recsys_lib.dates import DayRange
-from recsys_lib.logs import configure_logging
+from recsys_lib.runtime.logs import configure_logging
 
 DEMO_DATA = "data/shop"
 
@@ -36,7 +36,7 @@ def days(first: dt.date, last: dt.date) -> list[dt.date]:
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys_lib.generator import generate_shop
+    from recsys_lib.devtools.generator import generate_shop
 
     out = Path(settings.resolve(args.out))
     summary = generate_shop(
@@ -57,8 +57,8 @@ def run_days(
 ) -> dict[tuple[dt.date, str], float]:
     """Run ``stages`` for each day in one Spark session, day after day (every stage of a day
     before the next day); returns seconds per (day, stage)."""
-    from recsys_lib.spark import get_spark
-    from recsys_lib.stages import StageRunLog, run_stage
+    from recsys_lib.pipeline import StageRunLog, run_stage
+    from recsys_lib.runtime.spark import get_spark
 
     spark = get_spark(settings)
     runs = StageRunLog(spark, settings)
@@ -117,9 +117,9 @@ def completed_runs(
     from pyspark.sql import functions as F
 
     from recsys_lib import constants as C
-    from recsys_lib.spark import get_spark
-    from recsys_lib.storage import ensure_tables, read_partition
-    from recsys_lib.tables import STAGE_RUNS
+    from recsys_lib.runtime.spark import get_spark
+    from recsys_lib.warehouse.storage import ensure_tables, read_partition
+    from recsys_lib.warehouse.tables import STAGE_RUNS
 
     spark = get_spark(settings)
     ensure_tables(spark, settings)
@@ -152,8 +152,7 @@ def backfill(
     ``resume`` skips the (day, stage) pairs that ``ops.stage_runs`` already records. Returns
     seconds per (day, stage) run here.
     """
-    from recsys_lib.spark import get_spark
-    from recsys_lib.stages import (
+    from recsys_lib.pipeline import (
         NIGHTLY,
         StageRunLog,
         contiguous,
@@ -161,6 +160,7 @@ def backfill(
         run_stage_range,
         stage_of,
     )
+    from recsys_lib.runtime.spark import get_spark
 
     ordered = [s for s in NIGHTLY if s in set(stages)]
     done = completed_runs(settings, ordered, span) if resume else set()
@@ -196,7 +196,7 @@ def backfill(
 
 
 def _stages(value: str) -> list[str]:
-    from recsys_lib.stages import NIGHTLY, STAGES
+    from recsys_lib.pipeline import NIGHTLY, STAGES
 
     if value in ("all", "nightly"):
         return list(NIGHTLY)
@@ -233,8 +233,8 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 def query(settings: Settings, sql: str, limit: int) -> str:
     """Result of Spark SQL over the registered tables, as a text table."""
-    from recsys_lib.spark import get_spark
-    from recsys_lib.storage import register_tables
+    from recsys_lib.runtime.spark import get_spark
+    from recsys_lib.warehouse.storage import register_tables
 
     spark = get_spark(settings)
     register_tables(spark, settings)
@@ -248,7 +248,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_setup_jars(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys_lib.spark import resolve_jars
+    from recsys_lib.runtime.spark import resolve_jars
 
     for jar in resolve_jars(settings):
         print(jar)
@@ -256,7 +256,7 @@ def cmd_setup_jars(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_setup_jvm(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys_lib.spark import build_class_archive
+    from recsys_lib.runtime.spark import build_class_archive
 
     started = time.perf_counter()
     try:
@@ -270,7 +270,7 @@ def cmd_setup_jvm(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_spark_connection(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys_lib.airflow_support import spark_connection
+    from recsys_lib.runtime.airflow_support import spark_connection
 
     print(spark_connection(settings))
     return 0
@@ -278,7 +278,7 @@ def cmd_spark_connection(args: argparse.Namespace, settings: Settings) -> int:
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
     """Environment for Airflow commands: project home, DAGs folder, Spark connection."""
-    from recsys_lib.airflow_support import spark_connection
+    from recsys_lib.runtime.airflow_support import spark_connection
 
     env = dict(os.environ)
     env.setdefault("AIRFLOW_HOME", str(settings.home / "airflow_home"))
@@ -317,7 +317,7 @@ def cmd_dags_test(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys_lib.summary import summary
+    from recsys_lib.devtools.summary import summary
 
     print(summary(settings, args.date))
     return 0
@@ -329,8 +329,8 @@ DEMO_NIGHTS = 3
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Generate a shop, backfill its history, run three nights in-process and the DAG for its
     last day, summarise."""
-    from recsys_lib.generator import generate_shop
-    from recsys_lib.summary import summary
+    from recsys_lib.devtools.generator import generate_shop
+    from recsys_lib.devtools.summary import summary
 
     started = time.perf_counter()
     out = Path(settings.resolve(DEMO_DATA))
@@ -359,7 +359,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_docs_tables(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys_lib.docs import tables_markdown
+    from recsys_lib.warehouse.docs import tables_markdown
 
     target = settings.home / "docs" / "tables.md"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -370,8 +370,8 @@ def cmd_docs_tables(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_benchmark(args: argparse.Namespace, settings: Settings) -> int:
     """Run a published benchmark's protocol on our algorithms and print its table."""
-    from recsys_lib.movielens import format_report, run_benchmark
-    from recsys_lib.spark import get_spark
+    from recsys_lib.devtools.movielens import format_report, run_benchmark
+    from recsys_lib.runtime.spark import get_spark
 
     spark = get_spark(settings)
     result = run_benchmark(spark, settings, Path(args.data), k=args.k, seed=args.seed)

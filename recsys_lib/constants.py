@@ -1,6 +1,7 @@
 """Column names, event types and defaults shared by every stage.
 
-Tables and their schemas live in ``tables.py``; this module only names things.
+Tables and their schemas live in ``warehouse/tables.py``; this module only names things,
+the stages and the evaluated models among them (the DAG's task ids).
 """
 
 from __future__ import annotations
@@ -9,25 +10,34 @@ DEFAULT_SEED = 42
 
 # The nightly stages in the order the DAG runs them, and those that every day of history
 # needs before a nightly run (the daily tables its windows read).
+INGEST, CLEAN, AGGREGATE = "ingest", "clean", "aggregate"
+ITEMS_STAGE, FEATURES = "items", "features"
+TRAIN_ALS, CANDIDATES, SAMPLES = "train_als", "candidates", "samples"
+TRAIN_RANKER, RECOMMEND = "train_ranker", "recommend"
 NIGHTLY_STAGES = (
-    "ingest",
-    "clean",
-    "aggregate",
-    "items",
-    "features",
-    "train_als",
-    "candidates",
-    "samples",
-    "train_ranker",
-    "recommend",
+    INGEST,
+    CLEAN,
+    AGGREGATE,
+    ITEMS_STAGE,
+    FEATURES,
+    TRAIN_ALS,
+    CANDIDATES,
+    SAMPLES,
+    TRAIN_RANKER,
+    RECOMMEND,
 )
-HISTORY_STAGES = ("ingest", "clean", "aggregate")
+# What ops.model_evaluation.model calls each evaluated model.
+MODEL_RANKER, MODEL_CANDIDATES, MODEL_CATEGORIES = "ranker", "candidates", "category_completion"
+HISTORY_STAGES = (INGEST, CLEAN, AGGREGATE)
 # The rest of a night: each reads a window ending on its own day.
 WINDOWED_STAGES = tuple(s for s in NIGHTLY_STAGES if s not in HISTORY_STAGES)
 # The first night after a history has no yesterday's candidates for its samples to label:
 # it runs up to its candidates, which the next night reads (its samples would be empty,
 # its ranker untrained, its lists only the next night's row-count baseline).
-FIRST_NIGHT_STAGES = WINDOWED_STAGES[: WINDOWED_STAGES.index("candidates") + 1]
+FIRST_NIGHT_STAGES = WINDOWED_STAGES[: WINDOWED_STAGES.index(CANDIDATES) + 1]
+
+# A model's factor vector of a user or an item (ALS), as an array column.
+FACTORS = "factors"
 
 # Input columns of the RetailRocket event log (events.csv), as received.
 RR_TIMESTAMP = "timestamp"

@@ -5,6 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from recsys_lib import constants as C
+
 
 @dataclass(frozen=True)
 class DayRange:
@@ -50,3 +55,8 @@ class DayRange:
 def window(run_date: dt.date, days: int) -> DayRange:
     """The ``days`` calendar days ending on ``run_date`` (``D - days + 1 .. D``)."""
     return DayRange(run_date - dt.timedelta(days=days - 1), run_date)
+
+
+def within(days: DayRange) -> Column:
+    """True for rows whose ``dt`` is one of ``days`` (a window: :func:`window`)."""
+    return F.col(C.DT).between(F.lit(days.first), F.lit(days.last))

@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import WindowSpec
 
 from recsys_lib import constants as C
-from recsys_lib.tables import MODEL_EVALUATION
+from recsys_lib.warehouse.tables import MODEL_EVALUATION
 
 # One figure of ops.model_evaluation: variant, metric, k, value.
 Figure = tuple[str, str, int, float]
@@ -435,3 +435,42 @@ def metrics_plot(figures: Sequence[Figure], path: Path, title: str) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def day_labels(events: DataFrame) -> DataFrame:
+    """(user_id, item_id, label): each user's best event type on each item in ``events``."""
+    label = F.lit(C.LABEL_NONE)
+    for event_type, value in C.LABEL_OF_EVENT.items():
+        label = F.when(F.col(C.EVENT_TYPE) == event_type, F.lit(value)).otherwise(label)
+    return events.groupBy(C.USER_ID, C.ITEM_ID).agg(F.max(label).cast("int").alias(C.LABEL))
+
+
+def candidate_recall(
+    candidates: DataFrame, holdout_events: DataFrame, ks: tuple[int, ...]
+) -> list[Figure]:
+    """Recall@k of each source and of the union (``union_rank``; k = 0: all candidates) of
+    ``candidates`` on the items each user touched in ``holdout_events``, plus coverage."""
+    relevant = relevant_items(holdout_events)
+    columns = {s: C.source_rank(s) for s in C.CANDIDATE_SOURCES}
+    columns[C.SOURCE_UNION] = C.UNION_RANK
+    figures = recall_at_k(candidates, relevant, columns, (*ks, NO_CUT_OFF))
+    sizes = candidates.groupBy(C.USER_ID).agg(F.count(F.lit(1)).alias("_size"))
+    stats = (
+        relevant.select(C.USER_ID)
+        .distinct()
+        .withColumn("_holdout", F.lit(1))
+        .join(sizes, C.USER_ID, "full")
+        .agg(
+            F.count("_holdout").alias("_holdout"),
+            F.count(F.when(F.col("_holdout").isNotNull(), F.col("_size"))).alias("_covered"),
+            F.avg("_size").alias("_mean_size"),
+        )
+        .first()
+    )
+    assert stats is not None
+    covered = stats["_covered"] / stats["_holdout"] if stats["_holdout"] else 0.0
+    return [
+        *figures,
+        (C.SOURCE_UNION, HOLDOUT_USERS_COVERED, NO_CUT_OFF, float(covered)),
+        (C.SOURCE_UNION, MEAN_LIST_SIZE, NO_CUT_OFF, float(stats["_mean_size"] or 0.0)),
+    ]

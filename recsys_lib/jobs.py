@@ -8,9 +8,9 @@ import logging
 import sys
 
 from recsys_lib.config import load_settings
-from recsys_lib.logs import configure_logging
-from recsys_lib.spark import get_spark
-from recsys_lib.stages import run_stage, warm_up
+from recsys_lib.pipeline import run_stage, warm_up
+from recsys_lib.runtime.logs import configure_logging
+from recsys_lib.runtime.spark import get_spark
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ def spark_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def spark(spark_home: Path) -> Iterator[object]:
     """The one Spark session of the test run (UI off, two shuffle partitions)."""
-    from recsys_lib.spark import get_spark
+    from recsys_lib.runtime.spark import get_spark
 
     os.environ.setdefault("RECSYS_PSEUDONYM_KEY", TEST_KEY)
     settings = make_settings(spark_home)

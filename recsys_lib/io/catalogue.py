@@ -72,7 +72,7 @@ def read_category_tree(path: str) -> pd.DataFrame:
 
     Raises :class:`InputError` if the file is missing, has another header, holds a
     non-integer id, or lists a category twice. Whether every parent is itself a category is
-    not checked here (see :func:`recsys_lib.catalogue.category_paths`).
+    not checked here (see :func:`recsys_lib.transforms.catalogue.category_paths`).
     """
     file = Path(path)
     if not file.is_file():

@@ -1,4 +1,4 @@
-"""Stage ``train_als``: ALS on a window of ``clean.events``, in MLflow, and similar items.
+"""The ALS model: interactions from a window of ``clean.events``, two backends, MLflow I/O.
 
 Confidence of a (user, item) pair is the sum of its events' weights over the window
 (``als.event_weights``), each halved every ``als.half_life_days`` of age, scaled by
@@ -17,7 +17,7 @@ The backends differ in two documented ways, so the same settings give similar, n
 models: implicit's confidence is ``alpha * weight`` where MLlib's is ``1 + alpha * weight``,
 and MLlib scales ``regParam`` by each user's (item's) number of ratings.
 
-The stage then writes ``recs.similar_items`` (``recsys_lib.similar``) for the run date.
+The stage that trains it nightly is :mod:`recsys_lib.stages.train_als`.
 
 The rules cited by number are those of docs/architecture.md.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import tempfile
 import time
@@ -43,18 +42,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys_lib import constants as C
-from recsys_lib import quality, tracking
 from recsys_lib.config import AlsSettings, Settings
-from recsys_lib.dates import window
-from recsys_lib.scoring import FACTORS
-from recsys_lib.similar import similar_items
-from recsys_lib.storage import read_window, table_version
-from recsys_lib.tables import CLEAN_EVENTS, SIMILAR_ITEMS
-from recsys_lib.windows import decay, with_age
+from recsys_lib.runtime import tracking
+from recsys_lib.transforms.windows import decay, with_age
 
 log = logging.getLogger(__name__)
 
-STAGE = "train_als"
 MODEL_ARTIFACT = "model"
 MODEL_FILE = "als_model.npz"
 USER_INDEX = "user_idx"
@@ -107,7 +100,7 @@ class AlsModel:
             )
 
 
-def event_weight(event_type: F.Column, weights: dict[str, float]) -> F.Column:
+def event_type_weight(event_type: F.Column, weights: dict[str, float]) -> F.Column:
     """Configured weight of an event type (0 for a type without a weight)."""
     weight = F.lit(0.0)
     for name, value in sorted(weights.items()):
@@ -122,7 +115,7 @@ def interactions(events: DataFrame, als: AlsSettings, run_date: dt.date) -> Data
     half_life_days)`` with ``age = run_date - dt`` in days; ``half_life_days <= 0`` means no
     decay. Types without a weight count 0. Sums are exact to ``1 / WEIGHT_UNITS``.
     """
-    weight = event_weight(F.col(C.EVENT_TYPE), dict(als.event_weights))
+    weight = event_type_weight(F.col(C.EVENT_TYPE), dict(als.event_weights))
     if als.half_life_days > 0:
         events = with_age(events, run_date)
         weight = weight * decay(als.half_life_days)
@@ -379,72 +372,15 @@ def train_model(
     return backend(als.backend)(spark, pairs, als)
 
 
-def train_als(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
-    """Stage ``train_als``: fit on the window ending ``run_date``; log the model to MLflow and
-    write ``recs.similar_items`` for ``run_date``.
-
-    The similar items are written inside the MLflow run: if their checks or write fail, the
-    run ends FAILED and later stages do not pick this model up. Returns the training figures
-    and ``rows.recs.similar_items``.
-    """
-    als = settings.als
-    backend(als.backend)  # an unknown backend fails before any work
-    days = window(run_date, als.window_days)
-    events = read_window(spark, settings, CLEAN_EVENTS, days)
-    if events.filter(F.col(C.DT) == F.lit(run_date)).limit(1).count() == 0:
-        raise RuntimeError(f"clean.events has no rows for {run_date}: run `clean` for it first")
-    input_version = table_version(spark, settings, CLEAN_EVENTS)
-    pairs = interactions(events, als, run_date).cache()
-    model, figures = train_model(spark, pairs, als)
-    pairs.unpersist()
-    similar = (
-        similar_items(spark, model, als.similar_top_n, als.similar_batch_rows)
-        .withColumn(C.DT, F.lit(run_date))
-        .withColumn(C.MODEL_VERSION, F.lit(model.version))
-    )
-
-    with tracking.stage_run(
-        settings, STAGE, run_date, tags={tracking.MODEL_VERSION_TAG: model.version}
-    ):
-        mlflow.log_params(
-            {
-                "backend": als.backend,
-                "window_days": als.window_days,
-                "window_first_day": days.first.isoformat(),
-                "factors": als.factors,
-                "regularization": als.regularization,
-                "iterations": als.iterations,
-                "alpha": als.alpha,
-                "seed": als.seed,
-                "event_weights": json.dumps(dict(als.event_weights), sort_keys=True),
-                "half_life_days": als.half_life_days,
-                "similar_top_n": als.similar_top_n,
-                "similar_batch_rows": als.similar_batch_rows,
-                "input.clean.events.delta_version": input_version,
-            }
-        )
-        mlflow.log_metrics(figures)
-        with tempfile.TemporaryDirectory() as tmp:
-            model.save(Path(tmp) / MODEL_FILE)
-            mlflow.log_artifacts(tmp, MODEL_ARTIFACT)
-        started = time.perf_counter()
-        written = quality.write_checked(spark, settings, [(SIMILAR_ITEMS, similar)], run_date)
-        figures["similar_seconds"] = time.perf_counter() - started
-        figures.update(written)
-        mlflow.log_metrics({k: figures[k] for k in ("similar_seconds", *written)})
-    log.info("ALS model %s: %s", model.version, figures)
-    return figures
-
-
 def model_factors(spark: SparkSession, model: AlsModel) -> DataFrame:
     """(user_id, factors) of the model as a DataFrame."""
     frame = pd.DataFrame(
-        {C.USER_ID: model.user_ids, FACTORS: list(model.user_factors.astype(np.float32))}
+        {C.USER_ID: model.user_ids, C.FACTORS: list(model.user_factors.astype(np.float32))}
     )
     schema = T.StructType(
         [
             T.StructField(C.USER_ID, T.StringType(), False),
-            T.StructField(FACTORS, T.ArrayType(T.FloatType(), False), False),
+            T.StructField(C.FACTORS, T.ArrayType(T.FloatType(), False), False),
         ]
     )
     return spark.createDataFrame(frame, schema)
@@ -452,7 +388,7 @@ def model_factors(spark: SparkSession, model: AlsModel) -> DataFrame:
 
 def load_model(settings: Settings, run_date: dt.date) -> tuple[AlsModel, str]:
     """The model trained for ``run_date`` (latest finished run) and its MLflow run id."""
-    run = tracking.latest_run(settings, STAGE, run_date)
+    run = tracking.latest_run(settings, C.TRAIN_ALS, run_date)
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(
             run_id=run.info.run_id, artifact_path=f"{MODEL_ARTIFACT}/{MODEL_FILE}", dst_path=tmp

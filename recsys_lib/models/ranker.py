@@ -1,16 +1,22 @@
 """The LightGBM ranker: lambdarank over candidates grouped by user x label day.
 
-This module holds the single-node training step (pandas in, ``LGBMRanker`` out); the Spark
-side (samples, distributed scoring, the stage) is in ``recsys_lib.ranking``.
+This module holds the single-node training step (pandas in, ``LGBMRanker`` out), the trained
+:class:`Ranker` and its distributed scoring (:func:`score_frame`: the booster's text is
+broadcast and each partition scored with ``mapInPandas``). The registry and the gate are in
+:mod:`recsys_lib.models.registry`, the nightly stage in :mod:`recsys_lib.stages.train_ranker`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
 
 from recsys_lib import constants as C
 from recsys_lib.config import RankerSettings
@@ -85,3 +91,56 @@ def predict(model: lgb.LGBMRanker, frame: pd.DataFrame, features: Sequence[str])
         return np.zeros(0)
     best = model.best_iteration_ or None
     return np.asarray(model.predict(frame[list(features)], num_iteration=best), dtype=float)
+
+
+@dataclass(frozen=True)
+class Ranker:
+    """A trained ranker: LightGBM model text cut at its best iteration, and its features."""
+
+    model_text: str
+    features: tuple[str, ...]
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.model_text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def of(cls, model: lgb.LGBMRanker, features: Sequence[str]) -> Ranker:
+        best = model.best_iteration_ or None
+        return cls(model.booster_.model_to_string(num_iteration=best), tuple(features))
+
+    def booster(self) -> lgb.Booster:
+        return lgb.Booster(model_str=self.model_text)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        if len(frame) == 0:
+            return np.zeros(0)
+        return np.asarray(self.booster().predict(frame[list(self.features)]), dtype=float)
+
+
+def score_frame(features: DataFrame, ranker: Ranker) -> DataFrame:
+    """(user_id, item_id, score) of every row of ``features``, scored on the executors with
+    the booster's text broadcast once."""
+    shared = features.sparkSession.sparkContext.broadcast((ranker.model_text, ranker.features))
+    schema = T.StructType(
+        [
+            T.StructField(C.USER_ID, T.StringType(), False),
+            T.StructField(C.ITEM_ID, T.LongType(), False),
+            T.StructField(C.SCORE, T.DoubleType(), False),
+        ]
+    )
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        text, names = shared.value
+        booster = lgb.Booster(model_str=text)
+        for batch in batches:
+            values = batch[list(names)].astype(float)
+            yield pd.DataFrame(
+                {
+                    C.USER_ID: batch[C.USER_ID],
+                    C.ITEM_ID: batch[C.ITEM_ID].astype("int64"),
+                    C.SCORE: np.asarray(booster.predict(values), dtype=float),
+                }
+            )
+
+    return features.select(C.USER_ID, C.ITEM_ID, *ranker.features).mapInPandas(score, schema)

@@ -8,7 +8,7 @@ from unittest import mock
 
 import pytest
 
-from recsys_lib.airflow_support import RUN_DATE_TEMPLATE
+from recsys_lib.runtime.airflow_support import RUN_DATE_TEMPLATE
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 

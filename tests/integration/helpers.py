@@ -9,8 +9,8 @@ from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
-from recsys_lib.storage import read_table
-from recsys_lib.tables import (
+from recsys_lib.warehouse.storage import read_table
+from recsys_lib.warehouse.tables import (
     ALL_TABLES,
     BOUGHT_TOGETHER,
     CANDIDATES,
@@ -240,7 +240,8 @@ def assert_ranked_by_the_champion(
 ) -> dict[tuple[str, str, int], float]:
     """The night trained and evaluated the ranker and its variants, a champion exists, and
     the day's recommendations were ranked by it. Returns the night's ranker figures."""
-    from recsys_lib.ranking import MODEL_NAME, load_champion
+    from recsys_lib.models.registry import load_champion
+    from recsys_lib.stages.train_ranker import MODEL_NAME
 
     champion = load_champion(settings)
     assert champion is not None
@@ -272,7 +273,8 @@ def assert_ranked_by_the_champion(
 def assert_ranker_declined(spark: SparkSession, settings: Settings, day: dt.date) -> None:
     """The ranker stage ran for the day without training (too few label days with a
     positive sample), no champion exists, and the lists keep the union order."""
-    from recsys_lib.ranking import STAGE, load_champion
+    from recsys_lib.models.registry import load_champion
+    from recsys_lib.stages.train_ranker import STAGE
 
     run = (
         read_table(spark, settings, STAGE_RUNS)

@@ -15,11 +15,11 @@ from recsys_lib import constants as C
 from recsys_lib.cli import backfill, run_days
 from recsys_lib.config import Settings
 from recsys_lib.dates import DayRange
-from recsys_lib.generator import generate_shop
+from recsys_lib.devtools.generator import generate_shop
 from recsys_lib.io.retailrocket import InputError
-from recsys_lib.stages import HISTORY_STAGES
-from recsys_lib.storage import read_table, table_version
-from recsys_lib.tables import ALL_TABLES, STAGE_RUNS, TableContract
+from recsys_lib.pipeline import HISTORY_STAGES
+from recsys_lib.warehouse.storage import read_table, table_version
+from recsys_lib.warehouse.tables import ALL_TABLES, STAGE_RUNS, TableContract
 from tests.conftest import make_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -14,11 +14,11 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib.cli import airflow_dags_test, backfill, days, run_days
 from recsys_lib.dates import DayRange
-from recsys_lib.generator import generate_shop
-from recsys_lib.ranking import load_champion
-from recsys_lib.stages import HISTORY_STAGES, NIGHTLY
-from recsys_lib.storage import read_table
-from recsys_lib.tables import CLEAN_ITEMS, MODEL_EVALUATION
+from recsys_lib.devtools.generator import generate_shop
+from recsys_lib.models.registry import load_champion
+from recsys_lib.pipeline import HISTORY_STAGES, NIGHTLY
+from recsys_lib.warehouse.storage import read_table
+from recsys_lib.warehouse.tables import CLEAN_ITEMS, MODEL_EVALUATION
 from tests.conftest import REPO, TEST_DRIVER_MEMORY, TEST_KEY, make_settings
 from tests.integration.helpers import (
     SMALL_MODELS,

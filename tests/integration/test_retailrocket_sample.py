@@ -14,7 +14,7 @@ import pytest
 
 from recsys_lib import constants as C
 from recsys_lib.cli import days, run_days
-from recsys_lib.stages import HISTORY_STAGES, NIGHTLY
+from recsys_lib.pipeline import HISTORY_STAGES, NIGHTLY
 from tests.conftest import RR_SAMPLE, RR_TREE, make_settings
 from tests.integration.helpers import (
     SMALL_MODELS,

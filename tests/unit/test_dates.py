@@ -3,8 +3,7 @@ import datetime as dt
 import pytest
 
 from recsys_lib import constants as C
-from recsys_lib.dates import DayRange, window
-from recsys_lib.windows import within
+from recsys_lib.dates import DayRange, window, within
 
 D = dt.date(2026, 3, 30)
 

@@ -1,0 +1,3 @@
+"""Tools off the production path: the shop generator, the MovieLens benchmark and the
+end-of-run summary.
+"""

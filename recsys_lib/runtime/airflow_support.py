@@ -1,0 +1,40 @@
+"""What the DAG files need at task run time, kept out of their top level (no heavy imports,
+no connection or file access while Airflow parses them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from recsys_lib.config import Settings, load_settings
+from recsys_lib.runtime.spark import submit_properties
+
+# The day a run processes. Scheduled and backfill runs of the daily data-interval timetable
+# have logical date = start of their interval = the day that has just ended; `dags test D`
+# and a trigger with a logical date D process D; a trigger without a logical date (allowed
+# in Airflow 3) processes the last complete day, the start of its inferred interval.
+RUN_DATE_TEMPLATE = "{{ (logical_date or data_interval_start) | ds }}"
+JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
+
+
+def spark_connection(settings: Settings) -> str:
+    """Value of ``AIRFLOW_CONN_SPARK_DEFAULT`` for the configured Spark master."""
+    return json.dumps({"conn_type": "spark", "host": settings.spark.master})
+
+
+def spark_properties_file() -> str:
+    """Write the ``spark-submit --properties-file`` of the current settings; return its path.
+
+    Called by the DAG as a template macro, i.e. when a task runs, so a change of
+    configuration or of ``RECSYS__*`` variables applies to the next task.
+    """
+    settings = load_settings()
+    target = Path(settings.home) / ".cache" / "spark" / f"recsys-{settings.env}.properties"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{k} {v}" for k, v in sorted(submit_properties(settings).items())]
+    with tempfile.NamedTemporaryFile("w", dir=target.parent, delete=False) as tmp:
+        tmp.write("\n".join(lines) + "\n")
+    os.replace(tmp.name, target)
+    return str(target)

@@ -1,0 +1,208 @@
+"""Stage ``recommend``: candidates -> champion ranker -> top k, audited, then published.
+
+Every user with candidates on D gets up to ``recommend.top_k`` items: the candidates scored
+by the registered ``recsys-ranker@champion`` (on the executors, with the model broadcast),
+without the items the user bought in the ALS window, at most ``recommend.category_cap``
+items of one leaf category, best score first (ties by item id). Before the first ranker is
+promoted the candidates' union order ranks them (``model_version`` = ``union``).
+
+The list is written to a staging location, audited (one row per user and rank, no nulls, no
+item twice, no purchased item, ranks and scores in range, user coverage and rows against
+yesterday within bounds) and only then published (``recsys_lib.warehouse.publish``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from recsys_lib import constants as C
+from recsys_lib.config import QualitySettings, Settings
+from recsys_lib.dates import window
+from recsys_lib.models.ranker import score_frame
+from recsys_lib.models.registry import Champion, load_champion
+from recsys_lib.runtime.spark import concurrently
+from recsys_lib.stages.inputs import features_of_day
+from recsys_lib.transforms.top_n import top_n_per
+from recsys_lib.warehouse import quality
+from recsys_lib.warehouse.publish import publish, write_staged
+from recsys_lib.warehouse.storage import read_partition, read_window
+from recsys_lib.warehouse.tables import (
+    CANDIDATES,
+    CLEAN_EVENTS,
+    ITEM_FEATURES,
+    USER_RECOMMENDATIONS,
+)
+
+log = logging.getLogger(__name__)
+
+NO_RANKER = "union"
+NO_CATEGORY = -1
+
+
+def purchased_pairs(events: DataFrame) -> DataFrame:
+    """(user_id, item_id) of every purchase in ``events``."""
+    return events.filter(F.col(C.EVENT_TYPE) == C.PURCHASE).select(C.USER_ID, C.ITEM_ID).distinct()
+
+
+def best_source(candidates: DataFrame) -> Column:
+    """The source that ranked the candidate best (ties: source order)."""
+    best = F.least(*[F.col(C.source_rank(s)) for s in C.CANDIDATE_SOURCES])
+    chosen = F.lit(None).cast("string")
+    for source in reversed(C.CANDIDATE_SOURCES):
+        chosen = F.when(F.col(C.source_rank(source)) == best, F.lit(source)).otherwise(chosen)
+    return chosen
+
+
+def union_scores(candidates: DataFrame) -> DataFrame:
+    """(user_id, item_id, score) in the union's order: 1 / union_rank."""
+    return candidates.select(
+        C.USER_ID, C.ITEM_ID, (F.lit(1.0) / F.col(C.UNION_RANK)).alias(C.SCORE)
+    )
+
+
+def top_k(
+    scored: DataFrame,
+    candidates: DataFrame,
+    categories: DataFrame,
+    purchased: DataFrame,
+    k: int,
+    category_cap: int,
+) -> DataFrame:
+    """(user_id, rank, item_id, score, source): the best ``k`` scored candidates per user
+    that the user did not buy, at most ``category_cap`` per leaf category (0: no cap)."""
+    by_score = [F.desc(C.SCORE), F.asc(C.ITEM_ID)]
+    rows = (
+        scored.join(purchased, [C.USER_ID, C.ITEM_ID], "left_anti")
+        .join(
+            candidates.select(C.USER_ID, C.ITEM_ID, best_source(candidates).alias(C.SOURCE)),
+            [C.USER_ID, C.ITEM_ID],
+        )
+        .join(categories, C.ITEM_ID, "left")
+        .withColumn(C.CATEGORY_ID, F.coalesce(C.CATEGORY_ID, F.lit(NO_CATEGORY)))
+    )
+    if category_cap > 0:
+        rows = top_n_per(rows, [C.USER_ID, C.CATEGORY_ID], by_score, category_cap, "_n")
+    return top_n_per(rows, [C.USER_ID], by_score, k).select(
+        C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE
+    )
+
+
+def recommendations(
+    spark: SparkSession, settings: Settings, run_date: dt.date, champion: Champion | None
+) -> DataFrame:
+    """The ``recs.user_recommendations`` partition of ``run_date`` (not yet audited)."""
+    candidates = read_partition(spark, settings, CANDIDATES, run_date)
+    if champion is None:
+        scored, version = union_scores(candidates), NO_RANKER
+    else:
+        features = features_of_day(spark, settings, run_date)
+        scored, version = score_frame(features, champion.ranker), champion.version
+    categories = read_partition(spark, settings, ITEM_FEATURES, run_date).select(
+        C.ITEM_ID, C.CATEGORY_ID
+    )
+    rec = settings.recommend
+    return (
+        top_k(
+            scored,
+            candidates,
+            categories,
+            purchases(spark, settings, run_date),
+            rec.top_k,
+            rec.category_cap,
+        )
+        .withColumn(C.DT, F.lit(run_date))
+        .withColumn(C.MODEL_VERSION, F.lit(version))
+    )
+
+
+def purchases(spark: SparkSession, settings: Settings, run_date: dt.date) -> DataFrame:
+    """Items each user bought in the ALS window ending ``run_date`` (never recommended)."""
+    days = window(run_date, settings.als.window_days)
+    return purchased_pairs(read_window(spark, settings, CLEAN_EVENTS, days))
+
+
+def audit(
+    staged: DataFrame,
+    purchased: DataFrame,
+    candidate_users: int,
+    yesterday_rows: int,
+    settings: Settings,
+) -> list[quality.Check]:
+    """Checks of a staged recommendation set (see the module docstring)."""
+    rec = settings.recommend
+    table = USER_RECOMMENDATIONS.name
+    limits = QualitySettings(min_row_ratio=rec.min_row_ratio, max_row_ratio=rec.max_row_ratio)
+    stats_query = staged.agg(
+        F.countDistinct(C.USER_ID).alias("users"),
+        F.countDistinct(C.USER_ID, C.ITEM_ID).alias("pairs"),
+        F.count(F.when(F.col(C.USER_ID).isNotNull() & F.col(C.ITEM_ID).isNotNull(), 1)).alias(
+            "keyed"
+        ),
+        F.count(F.when((F.col(C.RANK) < 1) | (F.col(C.RANK) > rec.top_k), 1)).alias("bad_ranks"),
+        F.count(
+            F.when(F.isnan(C.SCORE) | F.col(C.SCORE).isin(float("inf"), float("-inf")), 1)
+        ).alias("bad_scores"),
+    )
+    # The contract's checks, the list statistics and the purchased-item count: three
+    # independent passes over the staged rows, side by side.
+    checks, stats, bought = concurrently(
+        [
+            lambda: quality.contract_checks(staged, USER_RECOMMENDATIONS, yesterday_rows, limits),
+            stats_query.first,
+            lambda: staged.join(purchased, [C.USER_ID, C.ITEM_ID]).count(),
+        ]
+    )
+    assert stats is not None
+    # Extra copies of a (user, item) pair; a null id fails the contract's own null check.
+    duplicate_items = stats["keyed"] - stats["pairs"]
+    coverage = stats["users"] / candidate_users if candidate_users else 0.0
+    return [
+        *checks,
+        quality.measure(table, "users", stats["users"]),
+        quality.equals(table, "duplicate_user_item", duplicate_items, 0),
+        quality.equals(table, "purchased_items", bought, 0),
+        quality.equals(table, "rank_out_of_range", stats["bad_ranks"], 0),
+        quality.equals(table, "non_finite_scores", stats["bad_scores"], 0),
+        quality.at_least(table, "user_coverage", coverage, rec.min_user_coverage),
+    ]
+
+
+def recommend_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
+    """Stage ``recommend``: rank, stage, audit, publish ``recs.user_recommendations``."""
+    candidates = read_partition(spark, settings, CANDIDATES, run_date)
+    yesterday = run_date - dt.timedelta(days=1)
+    # The champion of that night (a rerun of a past night ranks as that night did) comes from
+    # MLflow while Spark counts today's candidate users and yesterday's published rows.
+    candidate_users, yesterday_rows, champion = concurrently(
+        [
+            lambda: candidates.select(C.USER_ID).distinct().count(),
+            lambda: read_partition(spark, settings, USER_RECOMMENDATIONS, yesterday).count(),
+            lambda: load_champion(settings, run_date),
+        ]
+    )
+    if candidate_users == 0:
+        raise RuntimeError(f"features.candidates has no rows for {run_date}: run `candidates`")
+    if champion is None:
+        log.warning(
+            "no %s@champion yet: ranking by the candidates' union order",
+            settings.ranker.registered_model,
+        )
+    staged = write_staged(
+        spark,
+        settings,
+        USER_RECOMMENDATIONS,
+        recommendations(spark, settings, run_date, champion),
+        run_date,
+    )
+    checks = audit(
+        staged, purchases(spark, settings, run_date), candidate_users, yesterday_rows, settings
+    )
+    publish(spark, settings, USER_RECOMMENDATIONS, staged, checks, run_date)
+    return {
+        "ranked_by_champion": 0.0 if champion is None else 1.0,
+        **{f"{c.name}": c.value for c in checks if c.threshold is None and "." not in c.name},
+    }

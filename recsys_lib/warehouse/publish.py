@@ -1,0 +1,74 @@
+"""Write, audit, publish: a stage's output is staged, checked, and only then published.
+
+The rows are written to a staging Delta table (``<warehouse>/_staging/<schema>/<table>/
+dt=<day>``), read back and checked there; the checks go to ``ops.quality_checks`` either
+way. Only when all pass is the staged partition published to the real table in one
+``replaceWhere`` commit (rule 6). A failed check raises: yesterday's and today's published
+rows stay as they were, and the staged rows stay for inspection.
+
+The rules cited by number are those of docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+
+from recsys_lib import constants as C
+from recsys_lib.warehouse import quality
+from recsys_lib.config import Settings
+from recsys_lib.warehouse.storage import write_partition, write_partitions
+from recsys_lib.warehouse.tables import conform
+from recsys_lib.warehouse.tables import QUALITY_CHECKS, TableContract
+
+log = logging.getLogger(__name__)
+
+STAGING = "_staging"
+
+
+def staging_path(settings: Settings, table: TableContract, run_date: dt.date) -> str:
+    """Where ``table``'s rows of ``run_date`` wait for their audit."""
+    return f"{settings.warehouse}/{STAGING}/{table.relative_path}/{C.DT}={run_date.isoformat()}"
+
+
+def write_staged(
+    spark: SparkSession, settings: Settings, table: TableContract, df: DataFrame, run_date: dt.date
+) -> DataFrame:
+    """Write ``df`` (conformed to the contract) to the staging location; returns the staged
+    rows as read back from it."""
+    path = staging_path(settings, table, run_date)
+    conform(df, table).write.format("delta").mode("overwrite").option(
+        "overwriteSchema", "true"
+    ).save(path)
+    return spark.read.format("delta").load(path)
+
+
+def publish(
+    spark: SparkSession,
+    settings: Settings,
+    table: TableContract,
+    staged: DataFrame,
+    checks: Sequence[quality.Check],
+    run_date: dt.date,
+) -> None:
+    """Record ``checks``; publish ``staged`` as ``table``'s ``run_date`` partition if they all
+    passed, otherwise raise ``QualityCheckError`` and leave the table untouched."""
+    checks_rows = quality.checks_frame(spark, checks, run_date)
+    if not all(c.passed for c in checks):
+        write_partition(checks_rows, settings, QUALITY_CHECKS, run_date, {C.TABLE_NAME: table.name})
+        log.error(
+            "%s for %s not published; staged rows kept at %s",
+            table.name,
+            run_date,
+            staging_path(settings, table, run_date),
+        )
+    quality.raise_on_failure(checks)  # logs the counts; raises if a check failed
+    write_partitions(
+        spark,
+        settings,
+        [(table, staged, {}), (QUALITY_CHECKS, checks_rows, {C.TABLE_NAME: table.name})],
+        run_date,
+    )

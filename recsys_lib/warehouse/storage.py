@@ -1,0 +1,189 @@
+"""Reading, registering and writing the Delta tables declared in ``warehouse/tables.py``.
+
+Every write replaces exactly its ``dt`` partitions (one run date, or every day of a range)
+with ``replaceWhere`` (rule 1: idempotent). A stage that writes several tables uses
+:func:`write_partitions`, which restores the tables it already committed if another write
+fails (rule 3: atomic).
+
+The rules cited by number are those of docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Mapping, Sequence
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from recsys_lib import constants as C
+from recsys_lib.config import Settings
+from recsys_lib.dates import DayRange, within
+from recsys_lib.runtime.spark import concurrently
+from recsys_lib.warehouse.tables import ALL_TABLES, TableContract, conform
+
+log = logging.getLogger(__name__)
+
+
+def table_path(settings: Settings, table: TableContract) -> str:
+    return f"{settings.warehouse}/{table.relative_path}"
+
+
+_registered: dict[int, str] = {}
+_ensured: dict[int, set[str]] = {}
+
+
+def delta_version(spark: SparkSession, path: str) -> int:
+    """Current Delta version of the table at ``path`` (-1 if there is none), read from its log
+    on the driver: no Spark job."""
+    jvm = spark._jvm
+    assert jvm is not None
+    empty = jvm.scala.Option.empty()
+    log_ = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    return int(log_.update(False, empty, empty).version())
+
+
+def create_missing_tables(spark: SparkSession, settings: Settings) -> None:
+    """Create, empty and with their partitioning, the tables that do not exist yet."""
+    for table in ALL_TABLES:
+        path = table_path(settings, table)
+        if delta_version(spark, path) < 0:
+            (
+                DeltaTable.createIfNotExists(spark)
+                .location(path)
+                .addColumns(table.schema)
+                .partitionedBy(*table.partition_by)
+                .execute()
+            )
+
+
+def ensure_tables(spark: SparkSession, settings: Settings) -> None:
+    """:func:`create_missing_tables`, once per session and warehouse (every stage calls it)."""
+    done = _ensured.setdefault(id(spark), set())
+    if settings.warehouse not in done:
+        create_missing_tables(spark, settings)
+        done.add(settings.warehouse)
+
+
+def register_tables(spark: SparkSession, settings: Settings) -> None:
+    """Register every table as ``schema.table`` in this session's catalog (for SQL).
+
+    Done once per session and warehouse; a session that moves to another warehouse (tests
+    do) re-points the names.
+    """
+    if _registered.get(id(spark)) == settings.warehouse:
+        return
+    ensure_tables(spark, settings)
+    for table in ALL_TABLES:
+        if not spark.catalog.databaseExists(table.schema_name):
+            spark.sql(f"CREATE SCHEMA {table.schema_name}")
+        # The tables are external (they have a LOCATION): dropping forgets the name only.
+        spark.sql(f"DROP TABLE IF EXISTS {table.name}")
+        spark.sql(f"CREATE TABLE {table.name} USING DELTA LOCATION '{table_path(settings, table)}'")
+    _registered[id(spark)] = settings.warehouse
+
+
+def read_table(spark: SparkSession, settings: Settings, table: TableContract) -> DataFrame:
+    return spark.read.format("delta").load(table_path(settings, table))
+
+
+def table_version(spark: SparkSession, settings: Settings, table: TableContract) -> int:
+    """Current Delta version of a table (-1 if it does not exist yet); no Spark job."""
+    return delta_version(spark, table_path(settings, table))
+
+
+Scope = Mapping[str, str | tuple[str, ...]]
+Days = dt.date | DayRange
+
+
+def slice_predicate(days: Days, scope: Scope | None = None) -> str:
+    """SQL predicate of the slice ``dt`` in ``days`` (and ``column IN values`` per scope item)."""
+    span = DayRange.of(days)
+    if span.first == span.last:
+        terms = [f"{C.DT} = DATE'{span.first.isoformat()}'"]
+    else:
+        # Delta's replaceWhere does not resolve BETWEEN: two comparisons.
+        terms = [
+            f"{C.DT} >= DATE'{span.first.isoformat()}'",
+            f"{C.DT} <= DATE'{span.last.isoformat()}'",
+        ]
+    for column, value in sorted((scope or {}).items()):
+        values = (value,) if isinstance(value, str) else value
+        terms.append(f"{column} IN ({', '.join(repr(v) for v in values)})")
+    return " AND ".join(terms)
+
+
+def write_partition(
+    df: DataFrame,
+    settings: Settings,
+    table: TableContract,
+    days: Days,
+    scope: Scope | None = None,
+) -> None:
+    """Replace the slice ``dt`` in ``days`` (one run date or a :class:`DayRange`; and
+    ``column = value``, or ``column IN values`` for a tuple, for each ``scope`` item: tables
+    that several stages share) of ``table`` with ``df`` in one Delta commit."""
+    rows = conform(df, table)
+    # Delta checks that every written row matches replaceWhere and fails the commit if not.
+    (
+        rows.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", slice_predicate(days, scope))
+        .save(table_path(settings, table))
+    )
+
+
+def write_partitions(
+    spark: SparkSession,
+    settings: Settings,
+    writes: Sequence[tuple[TableContract, DataFrame, Scope]],
+    days: Days,
+) -> None:
+    """Write several tables' slices of ``days`` at once; on failure restore those written.
+
+    Every frame is conformed to its contract before anything is written, so a missing column
+    fails with nothing changed. The tables are then written concurrently (one Delta commit
+    each: Spark's scheduler overlaps the small jobs of small data). Delta commits are atomic
+    per table; when one write fails, the tables already committed are restored to their
+    previous versions. A process killed between commits is repaired by rerunning the stage,
+    which is idempotent.
+    """
+    for table, df, _ in writes:
+        conform(df, table)
+    before = {t.name: table_version(spark, settings, t) for t, _, _ in writes}
+    outcomes = concurrently(
+        [
+            functools.partial(write_partition, df, settings, table, days, scope)
+            for table, df, scope in writes
+        ],
+        return_exceptions=True,
+    )
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    if not failed:
+        return
+    for (table, _, _), outcome in zip(writes, outcomes, strict=True):
+        if not isinstance(outcome, BaseException):
+            version = before[table.name]
+            log.error("rolling back %s to version %d", table.name, version)
+            DeltaTable.forPath(spark, table_path(settings, table)).restoreToVersion(version)
+    raise failed[0]
+
+
+def read_partition(
+    spark: SparkSession, settings: Settings, table: TableContract, days: Days
+) -> DataFrame:
+    """Rows of one run date, or of every day of a :class:`DayRange` (partition-pruned)."""
+    span = DayRange.of(days)
+    if span.first == span.last:
+        return read_table(spark, settings, table).filter(F.col(C.DT) == F.lit(span.first))
+    return read_window(spark, settings, table, span)
+
+
+def read_window(
+    spark: SparkSession, settings: Settings, table: TableContract, days: DayRange
+) -> DataFrame:
+    """Rows of the days of ``days`` (partition-pruned); see :func:`dates.window`."""
+    return read_table(spark, settings, table).filter(within(days))

@@ -1,0 +1,110 @@
+"""The ranker's registry, champion gate and distributed scoring."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_lib import constants as C
+from recsys_lib.models.ranker import Ranker, fit_ranker, score_frame
+from recsys_lib.models.registry import apply_gate, gate, load_champion, register
+from recsys_lib.runtime import tracking
+from recsys_lib.stages.train_ranker import label_days, top_lists
+from tests.conftest import make_settings
+
+FEATURES = ["f1", "f2"]
+
+
+def _samples(seed: int, groups: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = groups * 10
+    frame = pd.DataFrame(
+        {
+            C.USER_ID: np.repeat([f"u{g}" for g in range(groups)], 10),
+            C.GROUP: np.repeat(np.arange(groups), 10),
+            C.ITEM_ID: np.tile(np.arange(10), groups),
+            "f1": rng.normal(size=n),
+            "f2": rng.normal(size=n),
+        }
+    )
+    frame[C.LABEL] = np.clip(np.round(frame["f1"] + rng.normal(size=n) * 0.3), 0, 3).astype(int)
+    return frame
+
+
+def _ranker(settings, seed: int, rounds: int = 20) -> Ranker:
+    model = fit_ranker(_samples(seed), None, FEATURES, settings.ranker, rounds=rounds)
+    return Ranker.of(model, FEATURES)
+
+
+def test_the_gate_promotes_within_the_tolerance_only() -> None:
+    assert gate(0.30, None, 0.005)  # the first ranker always
+    assert gate(0.30, 0.30, 0.005) and gate(0.296, 0.30, 0.005)
+    assert not gate(0.29, 0.30, 0.005)
+
+
+def test_label_days_leave_validation_and_holdout_out_of_training() -> None:
+    train, valid, holdout = label_days(dt.date(2026, 3, 10), 3)
+    assert train == [dt.date(2026, 3, 6), dt.date(2026, 3, 7), dt.date(2026, 3, 8)]
+    assert (valid, holdout) == (dt.date(2026, 3, 9), dt.date(2026, 3, 10))
+
+
+def test_top_lists_rank_by_score_then_item() -> None:
+    frame = pd.DataFrame({C.USER_ID: ["u", "u", "u", "v"], C.ITEM_ID: [3, 1, 2, 9]})
+    lists = top_lists(frame, np.array([0.5, 0.5, 0.9, 0.1]), "x", 2)
+    assert lists.values.tolist() == [["x", "u", 2, 1], ["x", "u", 1, 2], ["x", "v", 9, 1]]
+
+
+@pytest.mark.slow
+def test_worse_ranker_is_not_promoted_a_better_one_is_and_reruns_reuse_versions(
+    tmp_path,
+) -> None:
+    settings = make_settings(tmp_path)
+    experiment = tracking.use_experiment(settings)
+    assert load_champion(settings) is None
+    first, second, third = (_ranker(settings, seed) for seed in (1, 2, 3))
+    versions = []
+    for ranker in (first, second, third, first):
+        with mlflow.start_run(experiment_id=experiment) as run:
+            versions.append(register(settings, ranker, run.info.run_id))
+    assert versions == ["1", "2", "3", "1"]  # the same model again reuses its version
+
+    night = dt.date(2026, 3, 10)
+    assert apply_gate(settings, "1", 0.40, None, None, night)  # the first run promotes
+    champion = load_champion(settings)
+    assert champion is not None and champion.version == f"{settings.ranker.registered_model}/1"
+    holdout = _samples(9)
+    assert np.allclose(champion.ranker.predict(holdout), first.predict(holdout))
+
+    next_night = night + dt.timedelta(days=1)
+    assert not apply_gate(settings, "2", 0.30, champion, 0.40, next_night)  # worse: kept
+    assert _number(load_champion(settings)) == "1"
+    assert apply_gate(settings, "3", 0.398, champion, 0.40, next_night)  # within the tolerance
+    assert _number(load_champion(settings)) == "3"
+
+    # Reruns see the champion of their night, and a past night never takes the alias back.
+    assert _number(load_champion(settings, next_night, before_night=True)) == "1"
+    assert _number(load_champion(settings, next_night)) == "3"
+    assert load_champion(settings, night, before_night=True) is None
+    assert _number(load_champion(settings, night)) == "1"
+    assert not apply_gate(settings, "1", 0.40, None, None, night)
+    assert _number(load_champion(settings)) == "3"
+
+
+def _number(champion) -> str:
+    assert champion is not None
+    return champion.number
+
+
+def test_distributed_scores_equal_the_driver_s(spark, tmp_path) -> None:
+    settings = make_settings(tmp_path)
+    ranker = _ranker(settings, 4)
+    holdout = _samples(5, groups=6)
+    frame = spark.createDataFrame(holdout[[C.USER_ID, C.ITEM_ID, *FEATURES]]).repartition(3)
+    scored = score_frame(frame, ranker).toPandas()
+    merged = holdout.merge(scored, on=[C.USER_ID, C.ITEM_ID])
+    assert len(merged) == len(holdout)
+    assert np.allclose(merged[C.SCORE], ranker.predict(merged))
