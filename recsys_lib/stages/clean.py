@@ -34,11 +34,10 @@ from recsys_lib.dates import DayRange
 from recsys_lib.io.retailrocket import event_date
 from recsys_lib.transforms.privacy import hmac_sha256_column, pseudonym_key
 from recsys_lib.warehouse import quality
-from recsys_lib.warehouse.storage import read_partition, write_partitions
+from recsys_lib.warehouse.storage import read_partition
 from recsys_lib.warehouse.tables import (
     CLEAN_EVENTS,
     CLEAN_EVENTS_REJECTED,
-    QUALITY_CHECKS,
     RAW_EVENTS,
 )
 
@@ -195,19 +194,13 @@ def clean(
         day: reconciliation_checks(n, settings.clean.max_rejected_share)
         for day, n in result.counts.items()
     }
-    quality.raise_on_failure_by_day(checks)
-    write_partitions(
+    # No contract pass over the events: the reconciliation is this stage's check.
+    quality.write_checked_days(
         spark,
         settings,
-        [
-            (CLEAN_EVENTS, result.events, {}),
-            (CLEAN_EVENTS_REJECTED, result.rejected, {}),
-            (
-                QUALITY_CHECKS,
-                quality.checks_frame_by_day(spark, checks),
-                {C.TABLE_NAME: CLEAN_EVENTS.name},
-            ),
-        ],
+        [(CLEAN_EVENTS, result.events), (CLEAN_EVENTS_REJECTED, result.rejected)],
         days,
+        checks,
+        contract=False,
     )
     return {day: {c.name: c.value for c in day_checks} for day, day_checks in checks.items()}

@@ -18,11 +18,9 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame, SparkSession
 
 from recsys_lib import constants as C
-from recsys_lib.warehouse import quality
 from recsys_lib.config import Settings
-from recsys_lib.warehouse.storage import write_partition, write_partitions
-from recsys_lib.warehouse.tables import conform
-from recsys_lib.warehouse.tables import QUALITY_CHECKS, TableContract
+from recsys_lib.warehouse import quality
+from recsys_lib.warehouse.tables import TableContract, conform
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +53,17 @@ def publish(
     run_date: dt.date,
 ) -> None:
     """Record ``checks``; publish ``staged`` as ``table``'s ``run_date`` partition if they all
-    passed, otherwise raise ``QualityCheckError`` and leave the table untouched."""
-    checks_rows = quality.checks_frame(spark, checks, run_date)
-    if not all(c.passed for c in checks):
-        write_partition(checks_rows, settings, QUALITY_CHECKS, run_date, {C.TABLE_NAME: table.name})
+    passed, otherwise raise ``QualityCheckError`` and leave the table untouched. The write is
+    :func:`quality.write_checked` with the audit's checks in place of its contract checks."""
+    try:
+        quality.write_checked(
+            spark, settings, [(table, staged)], run_date, extra_checks=checks, contract=False
+        )
+    except quality.QualityCheckError:
         log.error(
             "%s for %s not published; staged rows kept at %s",
             table.name,
             run_date,
             staging_path(settings, table, run_date),
         )
-    quality.raise_on_failure(checks)  # logs the counts; raises if a check failed
-    write_partitions(
-        spark,
-        settings,
-        [(table, staged, {}), (QUALITY_CHECKS, checks_rows, {C.TABLE_NAME: table.name})],
-        run_date,
-    )
+        raise

@@ -230,15 +230,26 @@ def write_checked(
     run_date: dt.date,
     extra_checks: Sequence[Check] = (),
     extra_writes: Sequence[tuple[TableContract, DataFrame, Scope]] = (),
+    *,
+    contract: bool = True,
 ) -> dict[str, float]:
     """Check each output against its contract, then write them all, with their checks.
 
-    Nothing is written if a check fails (the error names it). The tables' partitions, their
-    ``ops.quality_checks`` slices and ``extra_writes`` (table, frame, scope) are written
-    together (``storage.write_partitions``). Returns the row count of each table.
+    The one checked write of the pipeline (``publish`` goes through it too). Its checks are
+    always recorded in ``ops.quality_checks``: when one fails, they are the only thing
+    written (the tables stay as they were) and the error names the failure. Otherwise the
+    tables' partitions, their checks and ``extra_writes`` (table, frame, scope) are written
+    together (``storage.write_partitions``). ``contract=False`` leaves the contract checks
+    to the caller (``extra_checks`` then hold them). Returns the row count of each table.
     """
     return write_checked_days(
-        spark, settings, outputs, DayRange.of(run_date), {run_date: extra_checks}, extra_writes
+        spark,
+        settings,
+        outputs,
+        DayRange.of(run_date),
+        {run_date: extra_checks},
+        extra_writes,
+        contract=contract,
     )[run_date]
 
 
@@ -249,10 +260,13 @@ def write_checked_days(
     days: DayRange,
     extra_checks: ChecksByDay | None = None,
     extra_writes: Sequence[tuple[TableContract, DataFrame, Scope]] = (),
+    *,
+    contract: bool = True,
 ) -> dict[dt.date, dict[str, float]]:
     """:func:`write_checked` for every day of ``days`` at once: one check pass and one
     write per table; per day, the row count of each table."""
-    cached = [(table, df.cache()) for table, df in outputs]
+    # The contract checks and the write are two passes over each frame.
+    cached = [(table, df.cache() if contract else df) for table, df in outputs]
     day_before = days.first - dt.timedelta(days=1)
 
     def check(table: TableContract, df: DataFrame) -> dict[dt.date, list[Check]]:
@@ -262,19 +276,28 @@ def write_checked_days(
     by_day: dict[dt.date, list[Check]] = {
         day: list((extra_checks or {}).get(day, ())) for day in days.days
     }
-    for table_checks in concurrently([functools.partial(check, t, df) for t, df in cached]):
-        for day, checks in table_checks.items():
-            by_day[day] += checks
-    raise_on_failure_by_day(by_day)
-    checked_tables = tuple(sorted({c.table for checks in by_day.values() for c in checks}))
-    writes: list[tuple[TableContract, DataFrame, Scope]] = [(table, df, {}) for table, df in cached]
-    writes.append(
-        (QUALITY_CHECKS, checks_frame_by_day(spark, by_day), {C.TABLE_NAME: checked_tables})
-    )
-    writes += extra_writes
-    write_partitions(spark, settings, writes, days)
-    for _, df in cached:
-        df.unpersist()
+    try:
+        if contract:
+            for table_checks in concurrently([functools.partial(check, t, df) for t, df in cached]):
+                for day, checks in table_checks.items():
+                    by_day[day] += checks
+        checked_tables = tuple(sorted({c.table for checks in by_day.values() for c in checks}))
+        recorded = (
+            QUALITY_CHECKS,
+            checks_frame_by_day(spark, by_day),
+            {C.TABLE_NAME: checked_tables},
+        )
+        if any(not c.passed for checks in by_day.values() for c in checks):
+            write_partitions(spark, settings, [recorded], days)
+            log.error(
+                "%s for %s not written; the checks are in ops.quality_checks", checked_tables, days
+            )
+        raise_on_failure_by_day(by_day)  # logs the counts; raises if a check failed
+        writes: list[tuple[TableContract, DataFrame, Scope]] = [(t, df, {}) for t, df in cached]
+        write_partitions(spark, settings, [*writes, recorded, *extra_writes], days)
+    finally:
+        for _, df in cached:
+            df.unpersist()
     return {
         day: {f"rows.{c.table}": c.value for c in checks if c.name == "rows"}
         for day, checks in by_day.items()

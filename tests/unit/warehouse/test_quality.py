@@ -10,6 +10,7 @@ from pyspark.sql import types as T
 
 from recsys_lib import constants as C
 from recsys_lib.config import QualitySettings
+from recsys_lib.dates import DayRange
 from recsys_lib.warehouse import quality
 from recsys_lib.warehouse.storage import create_missing_tables, read_partition, read_table
 from recsys_lib.warehouse.tables import ITEM_DAILY, QUALITY_CHECKS, Column, TableContract
@@ -71,7 +72,9 @@ def test_an_empty_frame_fails_and_no_yesterday_skips_the_ratio(spark: Any) -> No
     assert "rows_vs_yesterday_min" not in checks
 
 
-def test_write_checked_publishes_nothing_when_a_check_fails(spark: Any, settings: Any) -> None:
+def test_write_checked_publishes_nothing_when_a_check_fails_and_records_why(
+    spark: Any, settings: Any
+) -> None:
     def daily(rows: list[tuple[int, int]]) -> Any:
         return spark.createDataFrame([(D, i, v, 0, 0, 1) for i, v in rows], ITEM_DAILY.schema)
 
@@ -88,4 +91,27 @@ def test_write_checked_publishes_nothing_when_a_check_fails(spark: Any, settings
         for r in read_table(spark, settings, QUALITY_CHECKS).collect()
         if r[C.TABLE_NAME] == ITEM_DAILY.name
     }
-    assert recorded["duplicate_keys"] is True  # the first, passing run's record stays
+    # The failed attempt is on record (its checks replace the day's), its rows are not.
+    assert recorded["duplicate_keys"] is False and recorded["rows"] is True
+
+
+def test_a_failed_range_writes_no_day_and_records_every_day_s_checks(
+    spark: Any, settings: Any
+) -> None:
+    d2 = D + dt.timedelta(days=1)
+    rows = [(D, 1, 3, 0, 0, 1), (d2, 1, 9, 0, 0, 1), (d2, 1, 9, 0, 0, 1)]  # day 2: a duplicate
+    create_missing_tables(spark, settings)
+    with pytest.raises(quality.QualityCheckError, match=f"{d2}: .*duplicate_keys = 1"):
+        quality.write_checked_days(
+            spark,
+            settings,
+            [(ITEM_DAILY, spark.createDataFrame(rows, ITEM_DAILY.schema))],
+            DayRange(D, d2),
+        )
+    assert read_table(spark, settings, ITEM_DAILY).count() == 0
+    recorded = {
+        (r[C.DT], r[C.CHECK_NAME]): r[C.PASSED]
+        for r in read_table(spark, settings, QUALITY_CHECKS).collect()
+        if r[C.TABLE_NAME] == ITEM_DAILY.name
+    }
+    assert recorded[(D, "duplicate_keys")] is True and recorded[(d2, "duplicate_keys")] is False
