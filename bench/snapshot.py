@@ -22,23 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from recsys_lib import constants as C
+from recsys_lib.devtools.snapshot import comparable
 
 REPO = Path(__file__).resolve().parents[1]
 VOLATILE = {C.INGESTED_AT, C.FINISHED_AT}  # wall-clock: new on every run
 TIMING = "seconds"  # and so is every figure named "...seconds"
 
 
-def comparable(value: Any) -> Any:
-    if isinstance(value, float):
-        return float(f"{value:.12g}")
-    if isinstance(value, list | tuple):
-        return tuple(comparable(v) for v in value)
-    if isinstance(value, dict):
-        kept = {k: v for k, v in value.items() if not str(k).endswith(TIMING)}
-        return tuple(sorted((k, comparable(v)) for k, v in kept.items()))
-    if hasattr(value, "asDict"):
-        return comparable(tuple(value))
-    return value
+def is_timing(name: str) -> bool:
+    return name.endswith(TIMING)
 
 
 def sha256(values: list[Any]) -> str:
@@ -67,7 +59,7 @@ def fingerprint(work: Path) -> dict[str, dict[str, Any]]:
         if C.CHECK_NAME in frame.columns:
             frame = frame.filter(~F.col(C.CHECK_NAME).endswith(TIMING))
         kept = [n for n in frame.columns if n not in VOLATILE and not n.endswith(TIMING)]
-        collected = [comparable(tuple(r)) for r in frame.select(*kept).collect()]
+        collected = [comparable(tuple(r), is_timing) for r in frame.select(*kept).collect()]
         digest = sha256(collected)
         by_column = {name: sha256([r[i] for r in collected]) for i, name in enumerate(kept)}
         result[table.name] = {"rows": len(collected), "sha256": digest, "columns": by_column}

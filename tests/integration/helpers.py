@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
+from recsys_lib.devtools.snapshot import comparable
 from recsys_lib.warehouse.storage import read_table
 from recsys_lib.warehouse.tables import (
     ALL_TABLES,
@@ -54,18 +55,6 @@ SMALL_MODELS = {
 USER_TABLES = tuple(t for t in OUTPUT_TABLES if C.USER_ID in t.column_names)
 
 
-def _comparable(value: object) -> object:
-    """Floats to 12 significant digits (Spark may sum in another order on a rerun); nested
-    rows, lists and maps likewise."""
-    if isinstance(value, float):
-        return float(f"{value:.12g}")
-    if isinstance(value, list | tuple):
-        return tuple(_comparable(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _comparable(v)) for k, v in value.items()))
-    return value
-
-
 def snapshot(spark: SparkSession, settings: Settings) -> dict[str, list[tuple]]:
     """Sorted rows of every clean/features/recs table, and the raw tables without their
     ingest time."""
@@ -73,7 +62,7 @@ def snapshot(spark: SparkSession, settings: Settings) -> dict[str, list[tuple]]:
     for raw in (RAW_EVENTS, RAW_ITEMS):
         tables[raw.name] = read_table(spark, settings, raw).drop(C.INGESTED_AT)
     return {
-        name: sorted((_comparable(tuple(r)) for r in df.collect()), key=repr)  # type: ignore[misc]
+        name: sorted((comparable(tuple(r)) for r in df.collect()), key=repr)  # type: ignore[misc]
         for name, df in tables.items()
     }
 
