@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,7 +22,9 @@ from recsys_lib.constants import (
     WINDOWED_STAGES,
 )
 from recsys_lib.dates import DayRange
-from recsys_lib.runtime.logs import configure_logging
+from recsys_lib.runtime.logs import configure_logging, one_line
+
+log = logging.getLogger(__name__)
 
 DEMO_DATA = "data/shop"
 
@@ -47,6 +50,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         days=args.days,
         start=args.start,
         category_tree=Path(args.category_tree) if args.category_tree else None,
+        format=args.format,
     )
     print(json.dumps(summary.manifest(), indent=2, default=str))
     return 0
@@ -247,6 +251,23 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_check_input(args: argparse.Namespace, settings: Settings) -> int:
+    """Print what ``ingest`` would read for the days and what ``clean`` would make of it;
+    exit 1 if ``clean`` would fail them. Nothing is written."""
+    from recsys_lib.pipeline import StageError
+    from recsys_lib.runtime.spark import get_spark
+    from recsys_lib.stages.ingest import check_input
+
+    span = DayRange(args.date, args.end or args.date)
+    spark = get_spark(settings)
+    try:
+        report = check_input(spark, settings, span)
+    except Exception as exc:
+        raise StageError("check-input", span, exc) from exc
+    print(report.format())
+    return 0 if report.passes else 1
+
+
 def cmd_setup_jars(args: argparse.Namespace, settings: Settings) -> int:
     from recsys_lib.runtime.spark import resolve_jars
 
@@ -382,7 +403,13 @@ def cmd_benchmark(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
     parser.add_argument("--env", default=None, help="configuration environment (conf/ENV.yaml)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    # --verbose is also taken after the command (recsys run ... --verbose).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_subparser(common))
 
     p = sub.add_parser("generate", help="write a generated shop in RetailRocket's formats")
     p.add_argument("--profile", default="default", help="default | retailrocket")
@@ -391,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=None)
     p.add_argument("--start", type=_date, default=None)
     p.add_argument("--category-tree", default=None, help="category_tree.csv[.gz] to use")
+    p.add_argument(
+        "--format",
+        default="retailrocket",
+        choices=["retailrocket", "rees46", "taobao"],
+        help="layout of the files (conf/sources/ has a profile for each)",
+    )
     p.add_argument("--out", default=DEMO_DATA)
     p.set_defaults(func=cmd_generate)
 
@@ -410,6 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="skip days whose stage ops.stage_runs records"
     )
     p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser(
+        "check-input", help="what ingest would read for a day, and what clean would reject"
+    )
+    p.add_argument("--date", type=_date, required=True)
+    p.add_argument("--end", type=_date, default=None, help="last day of a range (default: --date)")
+    p.set_defaults(func=cmd_check_input)
 
     p = sub.add_parser("query", help="Spark SQL over the registered Delta tables")
     p.add_argument("sql")
@@ -452,11 +492,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+VERBOSE_HELP = "on a failure, log the traceback too (default: one line)"
+
+
+def _subparser(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    class Subparser(argparse.ArgumentParser):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(parents=[common], **kwargs)
+
+    return Subparser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; a failure prints ``recsys: <stage> <date>: <problem> (<file>)`` and
+    exits 1 (with ``--verbose``, the traceback is logged first)."""
     args = build_parser().parse_args(argv)
     configure_logging()
-    settings = load_settings(args.env)
-    return int(args.func(args, settings))
+    try:
+        settings = load_settings(args.env)
+        return int(args.func(args, settings))
+    except Exception as exc:
+        if args.verbose:
+            log.exception("recsys %s failed", args.command)
+        print(f"recsys: {one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

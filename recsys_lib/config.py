@@ -12,9 +12,11 @@ This module imports nothing heavy, so DAG files may use it.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import os
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,14 +63,156 @@ class MlflowSettings:
     experiment: str
 
 
+SOURCE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
+SOURCE_LAYOUTS = ("auto", "file", "daily", "parts")
+SOURCE_COMPRESSIONS = ("auto", "none", "gzip", "bzip2")
+SOURCE_ENCODINGS = ("utf-8", "iso-8859-1")
+TIMESTAMP_UNITS = ("s", "ms", "us", "ns", "iso", "pattern")
+# The canonical fields a source's columns map onto; the first four are required.
+REQUIRED_FIELDS = ("timestamp", "user", "item", "event")
+OPTIONAL_FIELDS = ("transaction", "session", "category", "price", "quantity")
+CANONICAL_EVENT_TYPES = ("view", "cart", "purchase")
+# The keys of ``input`` that describe a source's format (what a conf/sources/ file may set).
+SOURCE_KEYS = (
+    "format",
+    "header",
+    "names",
+    "delimiter",
+    "quote",
+    "encoding",
+    "compression",
+    "layout",
+    "daily_files",
+    "parts",
+    "columns",
+    "event_types",
+    "drop_events",
+    "extra_columns",
+    "timestamp",
+)
+
+
+def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class TimestampSettings:
+    """How a source writes its event times (docs/inputs.md)."""
+
+    unit: str = "ms"  # s | ms | us | ns (epoch numbers) | iso (ISO-8601 text) | pattern
+    format: str = ""  # a Spark datetime pattern, for unit: pattern
+    timezone: str = "UTC"  # zone of timestamps written without an offset
+    earliest: str = "2000-01-01"  # times before this day are implausible ...
+    latest: str = "2100-01-01"  # ... and so are those from this day on
+
+    def __post_init__(self) -> None:
+        _one_of("input.timestamp.unit", self.unit, TIMESTAMP_UNITS)
+        if self.unit == "pattern" and not self.format:
+            raise ConfigError("input.timestamp.format: unit pattern needs a datetime pattern")
+        for key in ("earliest", "latest"):
+            try:
+                dt_value = _dt.date.fromisoformat(str(getattr(self, key)))
+            except ValueError:
+                raise ConfigError(
+                    f"input.timestamp.{key}: expected a date YYYY-MM-DD, got {getattr(self, key)!r}"
+                ) from None
+            object.__setattr__(self, key, dt_value.isoformat())
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"input.timestamp.timezone: unknown time zone {self.timezone!r}"
+            ) from None
+        if self.earliest >= self.latest:
+            raise ConfigError("input.timestamp: earliest must be before latest")
+
+
 @dataclass(frozen=True)
 class InputSettings:
-    format: str
+    """Where the shop's files are and how to read them.
+
+    ``source`` names a file of ``conf/sources/`` (or is a path to a YAML file) whose keys
+    (:data:`SOURCE_KEYS`) are the defaults of this section; keys set here override them.
+    docs/inputs.md describes every key.
+    """
+
     events_path: str
+    source: str = ""  # profile of conf/sources/ (its name) or a path to a YAML file
+    format: str = "csv"  # csv | tsv | jsonl | parquet
+    header: bool = True  # csv/tsv: the first line of each file names the columns
+    names: tuple[str, ...] = ()  # the file's columns in order (needed without a header)
+    delimiter: str = ""  # csv: "," and tsv: a tab, unless set
+    quote: str = '"'  # csv/tsv quote character; "" = none
+    encoding: str = "utf-8"  # utf-8 | iso-8859-1
+    compression: str = "auto"  # auto (by file suffix) | none | gzip | bzip2
+    layout: str = "auto"  # file | daily | parts | auto (a file: file, a directory: daily)
+    daily_files: str = "events_{date}.csv"  # daily layout: {date} or {date:%Y%m%d}
+    parts: str = "*"  # parts layout: glob of the part files under events_path
+    columns: Mapping[str, str] = field(default_factory=dict)  # canonical field -> column
+    event_types: Mapping[str, str] = field(default_factory=dict)  # event name -> type
+    drop_events: tuple[str, ...] = ()  # event names that are counted, then left out
+    extra_columns: str = "fail"  # fail | ignore (a column the source does not know)
+    timestamp: TimestampSettings = field(default_factory=TimestampSettings)
     # Catalogue: item_properties*.csv[.gz] (a file or a directory of them) and the category
     # tree; an empty path means the shop has none (items are then known from events only).
     item_properties_path: str = ""
     category_tree_path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.format == "retailrocket":
+            raise ConfigError(
+                "input.format: 'retailrocket' names a source now; set input.source: "
+                "retailrocket (input.format is one of " + ", ".join(SOURCE_FORMATS) + ")"
+            )
+        _one_of("input.format", self.format, SOURCE_FORMATS)
+        _one_of("input.layout", self.layout, SOURCE_LAYOUTS)
+        _one_of("input.compression", self.compression, SOURCE_COMPRESSIONS)
+        _one_of("input.encoding", self.encoding.lower(), SOURCE_ENCODINGS)
+        _one_of("input.extra_columns", self.extra_columns, ("fail", "ignore"))
+        known = REQUIRED_FIELDS + OPTIONAL_FIELDS
+        unknown = sorted(set(self.columns) - set(known))
+        if unknown:
+            raise ConfigError(f"input.columns: unknown fields {unknown}; fields: {list(known)}")
+        missing = [f for f in REQUIRED_FIELDS if not self.columns.get(f)]
+        if missing:
+            raise ConfigError(
+                f"input.columns: map the fields {missing} onto the source's columns "
+                "(or set input.source to a profile of conf/sources/)"
+            )
+        bad = {n: t for n, t in self.event_types.items() if t not in CANONICAL_EVENT_TYPES}
+        if bad:
+            raise ConfigError(
+                f"input.event_types: {bad} map onto no event type; types: "
+                f"{list(CANONICAL_EVENT_TYPES)} (list names to leave out in input.drop_events)"
+            )
+        if not self.event_types:
+            raise ConfigError(
+                "input.event_types: map the source's event names onto view, cart, purchase"
+            )
+        both = sorted(set(self.event_types) & set(self.drop_events))
+        if both:
+            raise ConfigError(f"input.drop_events: {both} are also mapped in input.event_types")
+        if not self.header and self.format in ("csv", "tsv"):
+            if not self.names:
+                raise ConfigError("input.names: a file without a header needs its column names")
+            absent = sorted(set(self.columns.values()) - set(self.names))
+            if absent:
+                raise ConfigError(
+                    f"input.columns: {absent} are not in input.names {list(self.names)}"
+                )
+        if self.layout == "daily" and "{date" not in self.daily_files:
+            raise ConfigError("input.daily_files: the name pattern needs {date} (or {date:%Y%m%d})")
+
+    @property
+    def separator(self) -> str:
+        """The field separator of a csv/tsv source."""
+        return self.delimiter or ("\t" if self.format == "tsv" else ",")
+
+    def column(self, canonical: str) -> str | None:
+        """The source's column of a canonical field, or None when the source has none."""
+        return self.columns.get(canonical) or None
 
 
 @dataclass(frozen=True)
@@ -343,6 +487,33 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def source_profile_path(name: str, conf_dir: Path, home: Path) -> Path:
+    """The file of ``input.source``: a name of ``conf/sources/`` or a path to a YAML file."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        path = Path(name)
+        return path if path.is_absolute() else home / path
+    return conf_dir / "sources" / f"{name}.yaml"
+
+
+def with_source_profile(section: Mapping[str, Any], conf_dir: Path, home: Path) -> dict[str, Any]:
+    """The ``input`` section with its source profile's keys as defaults (``input.source``)."""
+    name = str(section.get("source") or "")
+    if not name:
+        return dict(section)
+    path = source_profile_path(name, conf_dir, home)
+    if not path.is_file():
+        known = sorted(p.stem for p in (conf_dir / "sources").glob("*.yaml"))
+        raise ConfigError(
+            f"input.source: no source file {path} (the profiles of {conf_dir / 'sources'}: "
+            f"{', '.join(known) or 'none'})"
+        )
+    profile = _read_yaml(path)
+    unknown = sorted(set(profile) - set(SOURCE_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {unknown}; a source file sets {list(SOURCE_KEYS)}")
+    return _deep_merge(profile, section)
+
+
 def load_settings(
     env: str | None = None,
     *,
@@ -367,6 +538,8 @@ def load_settings(
     elif env != DEFAULT_ENV:
         raise ConfigError(f"environment {env!r} has no configuration file {env_file}")
     data = _deep_merge(data, env_overrides(environ))
+    if isinstance(data.get("input"), Mapping):
+        data["input"] = with_source_profile(data["input"], conf_dir, home)
     sections = {k: v for k, v in data.items()}
     settings: Settings = _build(Settings, {"home": home, "env": env, **sections}, "settings")
     return dataclasses.replace(settings, home=home)

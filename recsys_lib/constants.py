@@ -61,9 +61,44 @@ RR_PROP_CATEGORY = "categoryid"
 RR_PROP_AVAILABLE = "available"
 RR_PROP_PRICE = "790"
 
+# Columns of raw.events: the canonical fields of a source (input.columns) as received, all
+# as text. The first five keep the names of RetailRocket's log, the project's first source.
+RAW_TIMESTAMP = RR_TIMESTAMP
+RAW_USER = RR_VISITOR_ID
+RAW_EVENT = RR_EVENT
+RAW_ITEM = RR_ITEM_ID
+RAW_TRANSACTION = RR_TRANSACTION_ID
+RAW_SESSION = "session_id"
+RAW_CATEGORY = "category"
+RAW_PRICE = "price"
+RAW_QUANTITY = "quantity"
+READ_ERROR = "read_error"  # why the row could not be read as the source says (or null)
+# Canonical field of input.columns -> its raw.events column.
+RAW_COLUMN_OF_FIELD = {
+    "timestamp": RAW_TIMESTAMP,
+    "user": RAW_USER,
+    "item": RAW_ITEM,
+    "event": RAW_EVENT,
+    "transaction": RAW_TRANSACTION,
+    "session": RAW_SESSION,
+    "category": RAW_CATEGORY,
+    "price": RAW_PRICE,
+    "quantity": RAW_QUANTITY,
+}
+RAW_EVENT_COLUMNS = tuple(RAW_COLUMN_OF_FIELD.values())
+
+# What the reader says of a row it could not read as the source describes (read_error).
+BAD_ENCODING = "bad_encoding"
+TOO_MANY_FIELDS = "too_many_fields"
+TOO_FEW_FIELDS = "too_few_fields"
+MALFORMED_JSON = "malformed_json"
+READ_ERRORS = (BAD_ENCODING, TOO_MANY_FIELDS, TOO_FEW_FIELDS, MALFORMED_JSON)
+
 # Reasons for rejecting an input row, in the order the clean stage tests them.
 REJECT_REASONS = (
+    *READ_ERRORS,
     "bad_timestamp",
+    "implausible_timestamp",
     "timestamp_outside_day",
     "unknown_event",
     "null_user_id",

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 
 from recsys_lib.config import load_settings
-from recsys_lib.pipeline import run_stage, warm_up
-from recsys_lib.runtime.logs import configure_logging
+from recsys_lib.pipeline import StageError, run_stage, warm_up
+from recsys_lib.runtime.logs import configure_logging, one_line
 from recsys_lib.runtime.spark import get_spark
 
 log = logging.getLogger(__name__)
+VERBOSE_ENV = "RECSYS_VERBOSE"
 
 
 def main(stage: str, argv: list[str] | None = None) -> int:
@@ -20,6 +22,12 @@ def main(stage: str, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"jobs/{stage}.py")
     parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
     parser.add_argument("--env", default=None, help="configuration environment (conf/ENV.yaml)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        default=bool(os.environ.get(VERBOSE_ENV)),
+        help=f"on a failure, log the traceback too (or set {VERBOSE_ENV}=1)",
+    )
     args = parser.parse_args(argv)
     configure_logging()
     try:
@@ -28,7 +36,11 @@ def main(stage: str, argv: list[str] | None = None) -> int:
         spark = get_spark(settings, app_name=f"recsys-{stage}-{args.date}")
         run_stage(spark, settings, stage, args.date)
     except Exception as exc:
-        log.exception("stage %s for %s failed", stage, args.date)
-        print(f"recsys: stage {stage} for {args.date} failed: {exc}", file=sys.stderr)
+        if args.verbose:
+            log.exception("stage %s for %s failed", stage, args.date)
+        message = one_line(exc)
+        if not isinstance(exc, StageError):
+            message = f"{stage} {args.date}: {message}"
+        print(f"recsys: {message}", file=sys.stderr)
         return 1
     return 0

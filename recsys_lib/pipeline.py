@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
 from recsys_lib.dates import DayRange
+from recsys_lib.runtime.logs import one_line
 from recsys_lib.warehouse.storage import ensure_tables, write_partition
 from recsys_lib.warehouse.tables import STAGE_RUNS
 
@@ -66,6 +67,15 @@ NIGHTLY = C.NIGHTLY_STAGES
 HISTORY_STAGES = C.HISTORY_STAGES
 RANGED_STAGES = tuple(name for name, s in STAGES.items() if s.ranged)
 assert tuple(STAGES) == NIGHTLY, "constants.NIGHTLY_STAGES must list every stage, in order"
+
+
+class StageError(RuntimeError):
+    """A stage failed for a day or a range; ``str()`` is ``<stage> <when>: <problem>``, the
+    line ``recsys`` prints (the cause is chained for ``--verbose``)."""
+
+    def __init__(self, stage: str, when: dt.date | DayRange, cause: BaseException) -> None:
+        self.stage, self.when, self.cause = stage, when, cause
+        super().__init__(f"{stage} {when}: {one_line(cause)}")
 
 
 def stage_of(name: str) -> Stage:
@@ -186,6 +196,8 @@ def _call(
     log.info("stage %s for %s: start", spec.name, when)
     try:
         result = spec.load()(spark, settings, when)
+    except Exception as exc:
+        raise StageError(spec.name, when, exc) from exc
     finally:
         # A stage's cached frames are its own: nothing cached survives it.
         spark.catalog.clearCache()

@@ -42,6 +42,14 @@ def make_settings(home: Path, **overrides: str) -> Settings:
     return load_settings("local", conf_dir=REPO / "conf", home=home, environ=environ)
 
 
+def table_frame(spark: object, table: object, rows: list[tuple]) -> object:
+    """A frame of ``table``'s contract from tuples that may leave out its trailing columns
+    (nullable ones a test does not need), which are then null."""
+    n = len(table.schema.fields)  # type: ignore[attr-defined]
+    padded = [tuple(r) + (None,) * (n - len(r)) for r in rows]
+    return spark.createDataFrame(padded, table.schema)  # type: ignore[attr-defined]
+
+
 @pytest.fixture(scope="session")
 def spark_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("spark_home")

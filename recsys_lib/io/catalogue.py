@@ -13,15 +13,20 @@ is small (the real one has 1,669 rows) and is read with pandas on the driver.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys_lib import constants as C
 from recsys_lib.dates import DayRange
-from recsys_lib.io.retailrocket import InputError, RawInput, read_csv, rows_on_days
+from recsys_lib.io.events import RawInput
+from recsys_lib.io.files import InputError, first_line
+
+log = logging.getLogger(__name__)
 
 ITEM_PROPERTIES_SCHEMA = T.StructType(
     [T.StructField(c, T.StringType()) for c in C.RR_ITEM_PROPERTY_COLUMNS]
@@ -33,6 +38,51 @@ TREE_CATEGORY_ID = "category_id"
 TREE_PARENT_ID = "parent_id"
 
 _ID_PATTERN = r"\d{1,18}"
+_MS_PATTERN = r"^\s*\d{1,15}\s*$"
+
+
+def check_header(path: Path, expected: tuple[str, ...]) -> None:
+    """Raise :class:`InputError` naming ``path`` unless its header is ``expected``."""
+    header = first_line(path)
+    if header is None:
+        raise InputError("the file is empty (no header)", path)
+    found = [h.strip() for h in header.split(",")]
+    if found != list(expected):
+        raise InputError(f"unexpected header {found}; expected {list(expected)}", path)
+
+
+def read_csv(
+    spark: SparkSession, paths: list[Path], schema: T.StructType, columns: tuple[str, ...]
+) -> DataFrame:
+    """Rows of CSV files with the header ``columns`` (checked on each file first), all as text,
+    plus ``source_file``."""
+    for path in paths:
+        check_header(path, columns)
+    return (
+        spark.read.option("header", True)
+        .option("mode", "PERMISSIVE")
+        .schema(schema)
+        .csv([str(p) for p in paths])
+        .withColumn(C.SOURCE_FILE, F.col("_metadata.file_path"))
+    )
+
+
+def rows_on_days(rows: DataFrame, days: DayRange, source: Path) -> RawInput:
+    """The catalogue ``rows`` whose epoch-milliseconds ``timestamp`` falls on a day of ``days``
+    (UTC), with that day as ``dt``, cached. Rows whose timestamp does not parse belong to no
+    day; their count is logged as a warning."""
+    millis = F.when(F.col(C.RR_TIMESTAMP).rlike(_MS_PATTERN), F.trim(C.RR_TIMESTAMP).cast("long"))
+    dated = rows.withColumn(C.DT, F.to_date(F.timestamp_millis(millis)))
+    counts = {r[0]: int(r[1]) for r in dated.groupBy(C.DT).count().collect()}
+    unattributable = counts.pop(None, 0)  # type: ignore[call-overload]
+    if unattributable:
+        log.warning(
+            "%s: %d item property rows have no parseable timestamp and belong to no run date",
+            source,
+            unattributable,
+        )
+    inside = dated.filter(F.col(C.DT).between(F.lit(days.first), F.lit(days.last))).cache()
+    return RawInput(inside, {d: counts.get(d, 0) for d in days.days})
 
 
 def item_property_files(path: Path) -> list[Path]:
@@ -43,9 +93,9 @@ def item_property_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted({f for pattern in ITEM_PROPERTIES_GLOBS for f in path.glob(pattern)})
         if not files:
-            raise InputError(f"{path}: directory holds no item_properties*.csv[.gz] file")
+            raise InputError("the directory holds no item_properties*.csv[.gz] file", path)
         return files
-    raise InputError(f"item properties input {path} does not exist")
+    raise InputError("the item properties input does not exist", path)
 
 
 def load_item_properties(spark: SparkSession, path: str, days: dt.date | DayRange) -> RawInput:
@@ -58,7 +108,7 @@ def load_item_properties(spark: SparkSession, path: str, days: dt.date | DayRang
     """
     files = item_property_files(Path(path))
     everything = read_csv(spark, files, ITEM_PROPERTIES_SCHEMA, C.RR_ITEM_PROPERTY_COLUMNS)
-    return rows_on_days(everything, DayRange.of(days), Path(path), "item property rows")
+    return rows_on_days(everything, DayRange.of(days), Path(path))
 
 
 def read_item_properties(spark: SparkSession, path: str, days: dt.date | DayRange) -> DataFrame:
@@ -76,15 +126,15 @@ def read_category_tree(path: str) -> pd.DataFrame:
     """
     file = Path(path)
     if not file.is_file():
-        raise InputError(f"category tree {file} does not exist")
+        raise InputError("the category tree does not exist", file)
     try:
         text = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
-        raise InputError(f"{file}: the file is empty (no header)") from None
+        raise InputError("the file is empty (no header)", file) from None
     found = [str(c).strip() for c in text.columns]
     if found != list(C.RR_CATEGORY_TREE_COLUMNS):
         raise InputError(
-            f"{file}: unexpected header {found}; expected {list(C.RR_CATEGORY_TREE_COLUMNS)}"
+            f"unexpected header {found}; expected {list(C.RR_CATEGORY_TREE_COLUMNS)}", file
         )
     category = text[C.RR_CATEGORY_ID].str.strip()
     parent = text[C.RR_PARENT_ID].str.strip()
@@ -94,9 +144,10 @@ def read_category_tree(path: str) -> pd.DataFrame:
     if bad.any():
         line = int(bad.to_numpy().argmax()) + 2  # 1-based, after the header
         raise InputError(
-            f"{file}: {int(bad.sum())} rows with a category or parent id that is not a "
+            f"{int(bad.sum())} rows with a category or parent id that is not a "
             f"non-negative integer (first at line {line}: "
-            f"{text.iloc[line - 2].tolist()})"
+            f"{text.iloc[line - 2].tolist()})",
+            file,
         )
     tree = pd.DataFrame(
         {
@@ -107,5 +158,5 @@ def read_category_tree(path: str) -> pd.DataFrame:
     duplicated = tree[TREE_CATEGORY_ID][tree[TREE_CATEGORY_ID].duplicated()]
     if not duplicated.empty:
         shown = sorted(set(duplicated.tolist()))[:10]
-        raise InputError(f"{file}: {len(duplicated)} duplicate category ids, e.g. {shown}")
+        raise InputError(f"{len(duplicated)} duplicate category ids, e.g. {shown}", file)
     return tree

@@ -49,10 +49,20 @@ def user_item_daily(events: DataFrame) -> DataFrame:
     )
 
 
+def last_value(column: str) -> Column:
+    """The value of ``column`` on the group's latest event that has one (ties: the greater)."""
+    value = F.col(column)
+    return F.max(F.when(value.isNotNull(), F.struct(C.EVENT_TS, column))).getField(column)
+
+
 def item_daily(events: DataFrame) -> DataFrame:
-    """One row per item of the day: counts and distinct users."""
+    """One row per item of the day: counts, distinct users, and the category and price of
+    its last event row that carried them (sources with both on the rows; else null)."""
     return events.groupBy(C.DT, C.ITEM_ID).agg(
-        *event_counts(), F.countDistinct(C.USER_ID).alias(C.USERS)
+        *event_counts(),
+        F.countDistinct(C.USER_ID).alias(C.USERS),
+        last_value(C.CATEGORY_ID).alias(C.CATEGORY_ID),
+        last_value(C.PRICE).alias(C.PRICE),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
@@ -22,7 +22,12 @@ from recsys_lib.evaluation import evaluation_frame
 from recsys_lib.io.catalogue import read_category_tree
 from recsys_lib.models.categories import MODEL_NAME
 from recsys_lib.models.categories.completion import complete_categories
-from recsys_lib.transforms.catalogue import CATEGORIES_SCHEMA, categories_frame, item_snapshot
+from recsys_lib.transforms.catalogue import (
+    CATEGORIES_SCHEMA,
+    categories_frame,
+    flat_categories,
+    item_snapshot,
+)
 from recsys_lib.warehouse import quality
 from recsys_lib.warehouse.storage import read_table, read_window, table_version
 from recsys_lib.warehouse.tables import (
@@ -37,29 +42,43 @@ log = logging.getLogger(__name__)
 
 
 def categories(spark: SparkSession, settings: Settings) -> DataFrame:
-    """The category tree with paths; empty (with a warning) if the shop has no tree file."""
+    """The category tree with paths; empty if the shop has no tree file."""
     path = settings.input.category_tree_path
     if not path:
-        log.warning("input.category_tree_path is empty: items have no category paths")
         return spark.createDataFrame([], CATEGORIES_SCHEMA)
     return categories_frame(spark, read_category_tree(settings.resolve(path)))
 
 
-def first_event_days(item_daily: DataFrame, run_date: dt.date) -> DataFrame:
-    """(item_id, first_seen): each item's first day with an event, up to the run date."""
+def event_attributes(item_daily: DataFrame, run_date: dt.date) -> DataFrame:
+    """(item_id, first_seen, category_id, price): each item's first day with an event, and
+    the latest category and price its event rows carried, up to the run date."""
+
+    def latest(column: str) -> Column:
+        value = F.col(column)
+        return F.max(F.when(value.isNotNull(), F.struct(C.DT, column))).getField(column)
+
     return (
         item_daily.filter(F.col(C.DT) <= F.lit(run_date))
         .groupBy(C.ITEM_ID)
-        .agg(F.min(C.DT).alias(C.FIRST_SEEN))
+        .agg(
+            F.min(C.DT).alias(C.FIRST_SEEN),
+            latest(C.CATEGORY_ID).alias(C.CATEGORY_ID),
+            latest(C.PRICE).alias(C.PRICE),
+        )
     )
 
 
 def items_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
     """Stage ``items``: catalogue snapshot + category completion -> ``clean.items``."""
     properties = read_table(spark, settings, RAW_ITEMS).filter(F.col(C.DT) <= F.lit(run_date))
-    seen = first_event_days(read_table(spark, settings, ITEM_DAILY), run_date)
-    tree = categories(spark, settings).cache()
-    snapshot = item_snapshot(properties, seen, tree, run_date).cache()
+    seen = event_attributes(read_table(spark, settings, ITEM_DAILY), run_date)
+    flat = not settings.input.category_tree_path
+    tree = categories(spark, settings)
+    snapshot = item_snapshot(properties, seen, tree, run_date, flat=flat).cache()
+    if flat:
+        log.info("input.category_tree_path is empty: every category is a top-level one")
+        tree = flat_categories(snapshot)
+    tree = tree.cache()
     days = window(run_date, settings.completion.window_days)
     interactions = read_window(spark, settings, USER_ITEM_DAILY, days)
     versions = {

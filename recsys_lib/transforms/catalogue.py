@@ -27,7 +27,7 @@ from pyspark.sql import types as T
 
 from recsys_lib import constants as C
 from recsys_lib.io.catalogue import TREE_CATEGORY_ID, TREE_PARENT_ID
-from recsys_lib.io.retailrocket import InputError
+from recsys_lib.io.files import InputError
 from recsys_lib.warehouse.tables import CLEAN_ITEMS, conform
 
 DAY_MS = 86_400_000
@@ -48,7 +48,7 @@ CATEGORIES_SCHEMA = T.StructType(
 )
 
 _MS_PATTERN = r"^\s*\d{1,15}\s*$"
-_ID_PATTERN = r"^\s*\d{1,18}\s*$"
+_ID_PATTERN = r"^\s*\d{1,19}\s*$"
 # Below 1e12, the upper bound of clean.items.price.
 _PRICE_PATTERN = r"^\s*n?(\d{1,12}(\.\d+)?)\s*$"
 _USED_PROPERTIES = (C.RR_PROP_CATEGORY, C.RR_PROP_AVAILABLE, C.RR_PROP_PRICE)
@@ -147,8 +147,8 @@ def parse_available(value: Column) -> Column:
 
 
 def parse_id(value: Column) -> Column:
-    """A non-negative integer id as long; null if it does not parse."""
-    return F.when(value.rlike(_ID_PATTERN), F.trim(value).cast("long"))
+    """A non-negative integer id as long (up to 2**63 - 1); null if it does not parse."""
+    return F.when(value.rlike(_ID_PATTERN), F.trim(value).try_cast("long"))
 
 
 def _end_of_day_ms(run_date: dt.date) -> int:
@@ -171,20 +171,42 @@ def unusable_property_rows(properties: DataFrame, run_date: dt.date) -> DataFram
     )
 
 
+def flat_categories(items: DataFrame) -> DataFrame:
+    """The categories of ``items`` as a tree without levels (every one a top-level leaf),
+    in :data:`CATEGORIES_SCHEMA`: a shop without a category tree file."""
+    category = F.col(C.CATEGORY_ID)
+    return (
+        items.filter(category.isNotNull())
+        .select(category)
+        .distinct()
+        .select(
+            category,
+            F.array(category).alias(C.CATEGORY_PATH),
+            category.alias(C.TOP_CATEGORY_ID),
+            F.lit(0).alias(C.CATEGORY_DEPTH),
+            F.lit(True).alias(IS_LEAF),
+        )
+    )
+
+
 def item_snapshot(
     properties: DataFrame,
     first_event_days: DataFrame,
     categories: DataFrame,
     run_date: dt.date,
+    *,
+    flat: bool = False,
 ) -> DataFrame:
     """``clean.items`` for ``run_date`` from the catalogue rows known by then.
 
     ``properties``: ``raw.items`` rows (``dt``, ``timestamp``, ``itemid``, ``property``,
     ``value``, ...); partitions after ``run_date`` are ignored. ``first_event_days``:
-    ``item_id``, ``first_seen`` (the item's first day in ``clean.events``).
-    ``categories``: :func:`categories_frame`. The items are those of either input;
-    ``first_seen`` is the earlier of the first catalogue row and the first event. The rules
-    for values are in this module's docstring.
+    ``item_id``, ``first_seen`` (the item's first day in ``clean.events``) and, when the
+    event rows carry them, ``category_id`` and ``price`` (their latest values), which fill
+    what the catalogue does not say. ``categories``: :func:`categories_frame`; ``flat``: the
+    shop has no tree, so every category is a top-level one. The items are those of either
+    input; ``first_seen`` is the earlier of the first catalogue row and the first event.
+    The rules for values are in this module's docstring.
     """
     end_ms = _end_of_day_ms(run_date)
     ts_ms = F.when(F.col(C.RR_TIMESTAMP).rlike(_MS_PATTERN), F.trim(C.RR_TIMESTAMP).cast("long"))
@@ -219,10 +241,20 @@ def item_snapshot(
         F.max("_latest._ts_ms").alias("_updated_ms"),
     )
     catalogue = listed.join(values, C.ITEM_ID, "left")
+
+    def event_value(column: str, dtype: str) -> Column:
+        if column in first_event_days.columns:
+            return F.max(column).alias(f"_event_{column}")
+        return F.lit(None).cast(dtype).alias(f"_event_{column}")
+
     seen_in_events = (
         first_event_days.filter(F.col(C.FIRST_SEEN) <= F.lit(run_date))
         .groupBy(C.ITEM_ID)
-        .agg(F.min(C.FIRST_SEEN).alias("_event_first"))
+        .agg(
+            F.min(C.FIRST_SEEN).alias("_event_first"),
+            event_value(C.CATEGORY_ID, "long"),
+            event_value(C.PRICE, "double"),
+        )
     )
     in_tree = categories.select(
         F.col(C.CATEGORY_ID).alias("_tree_category"),
@@ -232,9 +264,17 @@ def item_snapshot(
     )
     category = F.col(C.CATEGORY_ID)
     has_category = category.isNotNull()
+    top = F.col("_tree_top")
+    depth = F.col("_tree_depth")
+    if flat:
+        top = F.coalesce(top, category)
+        depth = F.when(has_category, F.coalesce(depth, F.lit(0)))
     items = (
         catalogue.join(seen_in_events, C.ITEM_ID, "full")
-        .withColumn(C.CATEGORY_ID, parse_id(F.col("_category")))
+        .withColumn(
+            C.CATEGORY_ID,
+            F.coalesce(parse_id(F.col("_category")), F.col(f"_event_{C.CATEGORY_ID}")),
+        )
         .join(F.broadcast(in_tree), category == F.col("_tree_category"), "left")
         .select(
             F.lit(run_date).alias(C.DT),
@@ -243,11 +283,11 @@ def item_snapshot(
             F.when(has_category, F.coalesce(F.col("_tree_path"), F.array(category))).alias(
                 C.CATEGORY_PATH
             ),
-            F.col("_tree_top").alias(C.TOP_CATEGORY_ID),
-            F.col("_tree_depth").alias(C.CATEGORY_DEPTH),
+            top.alias(C.TOP_CATEGORY_ID),
+            depth.alias(C.CATEGORY_DEPTH),
             F.when(has_category, F.lit(C.SOURCE_CATALOGUE)).alias(C.CATEGORY_SOURCE),
             F.when(has_category, F.lit(1.0)).alias(C.CATEGORY_CONFIDENCE),
-            parse_price(F.col("_price")).alias(C.PRICE),
+            F.coalesce(parse_price(F.col("_price")), F.col(f"_event_{C.PRICE}")).alias(C.PRICE),
             parse_available(F.col("_available")).alias(C.AVAILABLE),
             F.least(
                 F.date_from_unix_date(F.floor(F.col("_first_ms") / DAY_MS).cast("int")),

@@ -31,6 +31,7 @@ class Check:
     value: float
     threshold: float | None = None
     passed: bool = True
+    detail: str = ""  # what the error message adds when the check fails
 
 
 class QualityCheckError(RuntimeError):
@@ -93,6 +94,7 @@ def _log_checks(checks: Sequence[Check], day: dt.date | None) -> None:
 def _described(checks: Sequence[Check]) -> str:
     return "; ".join(
         f"{c.table}.{c.name} = {c.value:g} (threshold {c.threshold:g})"
+        + (f": {c.detail}" if c.detail else "")
         for c in checks
         if not c.passed and c.threshold is not None
     )

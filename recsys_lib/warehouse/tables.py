@@ -67,11 +67,23 @@ RAW_EVENTS = TableContract(
     grain="one input row of the event log, as received (all fields as text)",
     columns=(
         _DT,
-        Column(C.RR_TIMESTAMP, T.StringType(), "event time, epoch milliseconds UTC, as received"),
-        Column(C.RR_VISITOR_ID, T.StringType(), "raw visitor id (personal data: raw layer only)"),
-        Column(C.RR_EVENT, T.StringType(), "event name as received (view/addtocart/transaction)"),
-        Column(C.RR_ITEM_ID, T.StringType(), "item id as received"),
-        Column(C.RR_TRANSACTION_ID, T.StringType(), "transaction id as received"),
+        Column(
+            C.RAW_TIMESTAMP, T.StringType(), "event time as received (input.timestamp says how)"
+        ),
+        Column(C.RAW_USER, T.StringType(), "raw user id (personal data: raw layer only)"),
+        Column(C.RAW_EVENT, T.StringType(), "event name as received (input.event_types maps it)"),
+        Column(C.RAW_ITEM, T.StringType(), "item id as received"),
+        Column(C.RAW_TRANSACTION, T.StringType(), "transaction (order) id as received, if any"),
+        Column(C.RAW_SESSION, T.StringType(), "session id as received, if the source has one"),
+        Column(C.RAW_CATEGORY, T.StringType(), "the item's category id on the row, if any"),
+        Column(C.RAW_PRICE, T.StringType(), "the item's price on the row, if any"),
+        Column(C.RAW_QUANTITY, T.StringType(), "quantity as received, if the source has one"),
+        Column(
+            C.READ_ERROR,
+            T.StringType(),
+            "why the row could not be read as the source says (null: it could)",
+            accepted=C.READ_ERRORS,
+        ),
         Column(C.SOURCE_FILE, T.StringType(), "input file the row came from", False),
         Column(C.INGESTED_AT, T.TimestampType(), "when the ingest stage read the row (UTC)", False),
     ),
@@ -189,6 +201,17 @@ ITEM_DAILY = TableContract(
         Column(C.ITEM_ID, T.LongType(), "item id", False),
         *_EVENT_COUNTS,
         Column(C.USERS, T.LongType(), "distinct users with an event", False, value_range=_COUNT),
+        Column(
+            C.CATEGORY_ID,
+            T.LongType(),
+            "category on the day's last event row that carried one (sources with categories)",
+        ),
+        Column(
+            C.PRICE,
+            T.DoubleType(),
+            "price on the day's last event row that carried one (sources with prices)",
+            value_range=(0.0, 1e12),
+        ),
     ),
     key=(C.DT, C.ITEM_ID),
 )
@@ -385,6 +408,13 @@ CLEAN_EVENTS = TableContract(
         Column(C.EVENT_TYPE, T.StringType(), "view, cart or purchase", False),
         Column(C.TRANSACTION_ID, T.StringType(), "transaction id (purchases only)"),
         Column(C.SOURCE_FILE, T.StringType(), "input file the event came from", False),
+        Column(C.CATEGORY_ID, T.LongType(), "the item's category on the event row, if any"),
+        Column(
+            C.PRICE,
+            T.DoubleType(),
+            "the item's price on the event row, if any",
+            value_range=(0.0, 1e12),
+        ),
     ),
 )
 
@@ -393,13 +423,23 @@ CLEAN_EVENTS_REJECTED = TableContract(
     grain="one input row that failed a cleaning rule, with the first rule it failed",
     columns=(
         _DT,
-        Column(C.RR_TIMESTAMP, T.StringType(), "event time as received"),
-        Column(C.USER_ID, T.StringType(), "HMAC-SHA256 of the visitor id, if there was one"),
-        Column(C.RR_EVENT, T.StringType(), "event name as received"),
-        Column(C.RR_ITEM_ID, T.StringType(), "item id as received"),
-        Column(C.RR_TRANSACTION_ID, T.StringType(), "transaction id as received"),
+        Column(C.RAW_TIMESTAMP, T.StringType(), "event time as received"),
+        Column(
+            C.USER_ID,
+            T.StringType(),
+            "HMAC-SHA256 of the user id, if there was one (never of a badly encoded row)",
+        ),
+        Column(C.RAW_EVENT, T.StringType(), "event name as received"),
+        Column(C.RAW_ITEM, T.StringType(), "item id as received"),
+        Column(C.RAW_TRANSACTION, T.StringType(), "transaction id as received"),
         Column(C.SOURCE_FILE, T.StringType(), "input file the row came from", False),
-        Column(C.REJECT_REASON, T.StringType(), "the cleaning rule the row failed", False),
+        Column(
+            C.REJECT_REASON,
+            T.StringType(),
+            "the first cleaning rule the row failed",
+            False,
+            accepted=C.REJECT_REASONS,
+        ),
     ),
 )
 

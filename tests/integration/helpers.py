@@ -153,7 +153,7 @@ def assert_reconciled(spark: SparkSession, settings: Settings, day: dt.date) -> 
     assert raw > 0
     assert checks["input_rows"] == raw
     assert checks["clean_rows"] == clean and checks["rejected_rows"] == rejected
-    assert raw == clean + checks["duplicate_rows"] + rejected
+    assert raw == clean + checks["duplicate_rows"] + checks["dropped_rows"] + rejected
     assert checks["unreconciled_rows"] == 0
     return checks
 
@@ -188,7 +188,7 @@ def assert_recommendations_sound(
 def assert_no_raw_user_ids(spark: SparkSession, settings: Settings) -> None:
     raw_ids = (
         read_table(spark, settings, RAW_EVENTS)
-        .select(F.trim(C.RR_VISITOR_ID).alias("raw_id"))
+        .select(F.trim(C.RAW_USER).alias("raw_id"))
         .filter("raw_id <> ''")
         .distinct()
     )

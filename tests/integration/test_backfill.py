@@ -16,8 +16,8 @@ from recsys_lib.cli import backfill, run_days
 from recsys_lib.config import Settings
 from recsys_lib.dates import DayRange
 from recsys_lib.devtools.generator import generate_shop
-from recsys_lib.io.retailrocket import InputError
-from recsys_lib.pipeline import HISTORY_STAGES
+from recsys_lib.io.files import InputError
+from recsys_lib.pipeline import HISTORY_STAGES, StageError
 from recsys_lib.warehouse.storage import read_table, table_version
 from recsys_lib.warehouse.tables import ALL_TABLES, STAGE_RUNS, TableContract
 from tests.conftest import make_settings
@@ -100,10 +100,11 @@ def test_a_failed_range_leaves_whole_days_and_resumes(spark, shop, one_by_one, t
     hidden = late.with_suffix(".late")
     late.rename(hidden)  # the last day's input has not arrived
     try:
-        with pytest.raises(InputError, match=shop.last_day.isoformat()):
+        with pytest.raises(StageError, match=shop.last_day.isoformat()) as failed:
             backfill(settings, HISTORY_STAGES, span, chunk_days=CHUNK)
     finally:
         hidden.rename(late)
+    assert isinstance(failed.value.cause, InputError)
     first_chunk = set(DayRange(shop.first_day, shop.first_day + dt.timedelta(CHUNK - 1)).days)
     for table in ALL_TABLES:
         if table_version(spark, settings, table) >= 0 and C.DT in table.column_names:

@@ -86,3 +86,56 @@ def test_a_blank_text_setting_is_empty_not_none(tmp_path: Path) -> None:
         load_settings(
             "local", conf_dir=REPO / "conf", home=tmp_path, environ={"RECSYS__ALS__FACTORS": " "}
         )
+
+
+def test_a_source_profile_sets_the_input_and_keys_override_it(tmp_path: Path) -> None:
+    environ = {
+        "RECSYS__INPUT__SOURCE": "rees46",
+        "RECSYS__INPUT__TIMESTAMP__TIMEZONE": "Asia/Tokyo",
+    }
+    source = load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ=environ).input
+    assert (source.format, source.header, source.timestamp.unit) == ("csv", True, "iso")
+    assert source.timestamp.timezone == "Asia/Tokyo"
+    assert source.column("category") == "category_id" and source.column("transaction") is None
+    assert source.drop_events == ("remove_from_cart",)
+    rr = load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ={}).input
+    assert rr.source == "retailrocket" and rr.event_types["addtocart"] == "cart"
+
+
+def test_a_shop_of_its_own_is_a_file_of_a_few_lines(tmp_path: Path) -> None:
+    (tmp_path / "myshop.yaml").write_text(
+        "header: false\n"
+        "names: [who, what, item, when]\n"
+        "columns: {user: who, event: what, item: item, timestamp: when}\n"
+        "event_types: {seen: view, basket: cart, bought: purchase}\n"
+        "timestamp: {unit: s}\n"
+    )
+    environ = {"RECSYS__INPUT__SOURCE": str(tmp_path / "myshop.yaml")}
+    source = load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ=environ).input
+    assert source.names == ("who", "what", "item", "when") and source.timestamp.unit == "s"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"RECSYS__INPUT__SOURCE": "nosuchshop"}, r"no source file .*nosuchshop\.yaml .*rees46"),
+        ({"RECSYS__INPUT__FORMAT": "retailrocket"}, "names a source now; set input.source"),
+        ({"RECSYS__INPUT__FORMAT": "xml"}, "input.format: 'xml' is not one of"),
+        ({"RECSYS__INPUT__COLUMNS__COLOUR": "c"}, r"input.columns: unknown fields \['colour'\]"),
+        ({"RECSYS__INPUT__SOURCE": ""}, r"map the fields \['timestamp', 'user', 'item', 'event'\]"),
+        ({"RECSYS__INPUT__EVENT_TYPES__LIKE": "love"}, r"\{'like': 'love'\} map onto no event"),
+        ({"RECSYS__INPUT__DROP_EVENTS": "[view]"}, r"\['view'\] are also mapped"),
+        ({"RECSYS__INPUT__HEADER": "false"}, "a file without a header needs its column names"),
+        ({"RECSYS__INPUT__LAYOUT": "weekly"}, "input.layout: 'weekly' is not one of"),
+    ],
+)
+def test_a_bad_source_fails_with_the_key(tmp_path: Path, environ: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ=environ)
+
+
+def test_a_source_file_with_an_unknown_key_is_named(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("format: csv\nevents_path: /data\n")
+    environ = {"RECSYS__INPUT__SOURCE": str(tmp_path / "bad.yaml")}
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown keys \['events_path'\]"):
+        load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ=environ)

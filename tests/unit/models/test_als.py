@@ -15,6 +15,7 @@ from recsys_lib.models.als import (
     train_model,
 )
 from recsys_lib.stages.train_als import train_als
+from tests.conftest import table_frame
 
 RUN_DATE = dt.date(2026, 3, 30)
 EVENTS_DDL = f"{C.USER_ID} string, {C.ITEM_ID} bigint, {C.EVENT_TYPE} string, {C.DT} date"
@@ -142,13 +143,14 @@ def test_train_als_writes_similar_items_and_a_rerun_gives_the_same_rows(spark, s
     create_missing_tables(spark, settings)
     for age in range(3):
         day = days_ago(age)
-        frame = spark.createDataFrame(
+        frame = table_frame(
+            spark,
+            CLEAN_EVENTS,
             [
                 (d, dt.datetime.combine(d, dt.time(12)), user, item, event, None, "test")
                 for d, user, item, event, a in rows
                 if a == age
             ],
-            CLEAN_EVENTS.schema,
         )
         write_partition(frame, settings, CLEAN_EVENTS, day)
     als = dataclasses.replace(

@@ -16,6 +16,7 @@ from recsys_lib.config import BoughtTogetherSettings
 from recsys_lib.devtools.generator import generate_shop
 from recsys_lib.sources.bought_together import bought_together, skipped_users
 from recsys_lib.warehouse.tables import BOUGHT_TOGETHER, CLEAN_EVENTS
+from tests.conftest import table_frame
 
 D = dt.date(2026, 1, 31)
 T0 = dt.datetime(2026, 1, 20, 10, 0)
@@ -53,7 +54,7 @@ def loose(settings: Any) -> BoughtTogetherSettings:
 
 
 def run(spark: Any, rows: list[tuple[Any, ...]], settings: BoughtTogetherSettings) -> Any:
-    return bought_together(spark.createDataFrame(rows, CLEAN_EVENTS.schema), settings)
+    return bought_together(table_frame(spark, CLEAN_EVENTS, rows), settings)
 
 
 def pairs(spark: Any, rows: list[tuple[Any, ...]], settings: BoughtTogetherSettings) -> dict:
@@ -170,7 +171,7 @@ def test_users_with_too_many_items_are_skipped(spark: Any, loose: BoughtTogether
     # Without the bot: N = 2, users(A) = users(B) = 2, support 2 -> confidence 1, lift 1.
     assert set(got) == {(A, B), (B, A)}
     assert (got[(A, B)][C.SUPPORT], got[(A, B)][C.CONFIDENCE], got[(A, B)][C.LIFT]) == (2, 1, 1)
-    events = spark.createDataFrame(rows, CLEAN_EVENTS.schema)
+    events = table_frame(spark, CLEAN_EVENTS, rows)
     assert skipped_users(events, capped) == 1
     assert skipped_users(events, loose) == 0
 

@@ -13,6 +13,7 @@ from recsys_lib import constants as C
 from recsys_lib.config import PopularSettings
 from recsys_lib.sources.popularity import popular_items
 from recsys_lib.warehouse.tables import ITEM_DAILY, POPULAR_ITEMS
+from tests.conftest import table_frame
 
 D = dt.date(2026, 1, 31)
 WEIGHTS = {C.VIEW: 1.0, C.CART: 4.0, C.PURCHASE: 8.0}
@@ -48,7 +49,7 @@ def lists(
     weights: dict[str, float] = WEIGHTS,
 ) -> Any:
     return popular_items(
-        spark.createDataFrame(daily, ITEM_DAILY.schema),
+        table_frame(spark, ITEM_DAILY, daily),
         spark.createDataFrame(items, ITEMS_DDL),
         D,
         settings,

@@ -14,7 +14,7 @@ from recsys_lib.stages.features import item_features, price_percentiles
 from recsys_lib.transforms import portraits as P
 from recsys_lib.transforms import windows as W
 from recsys_lib.warehouse.tables import ITEM_DAILY, USER_DAILY, USER_ITEM_DAILY
-from tests.conftest import make_settings
+from tests.conftest import make_settings, table_frame
 
 D = dt.date(2026, 1, 31)
 
@@ -70,14 +70,14 @@ def test_daily_aggregates_of_a_day(spark: Any) -> None:
     day = dt.date(2026, 1, 5)
     events = spark.createDataFrame(
         [
-            (day, ts(day, 10), "u1", 1, C.VIEW),
-            (day, ts(day, 10, 30), "u1", 1, C.VIEW),
-            (day, ts(day, 11), "u1", 1, C.CART),
-            (day, ts(day, 23, 59), "u2", 2, C.PURCHASE),
-            (day, ts(day, 9), "u2", 1, C.VIEW),
+            (day, ts(day, 10), "u1", 1, C.VIEW, 7, 9.5),
+            (day, ts(day, 10, 30), "u1", 1, C.VIEW, 8, None),  # the last category of item 1
+            (day, ts(day, 11), "u1", 1, C.CART, None, 10.0),  # ... and its last price
+            (day, ts(day, 23, 59), "u2", 2, C.PURCHASE, None, None),
+            (day, ts(day, 9), "u2", 1, C.VIEW, 6, 8.0),
         ],
         f"{C.DT} date, {C.EVENT_TS} timestamp, {C.USER_ID} string, {C.ITEM_ID} long, "
-        f"{C.EVENT_TYPE} string",
+        f"{C.EVENT_TYPE} string, {C.CATEGORY_ID} long, {C.PRICE} double",
     )
     users = {r[C.USER_ID]: r for r in user_daily(events).collect()}
     assert (users["u1"][C.VIEWS], users["u1"][C.CARTS], users["u1"][C.PURCHASES]) == (2, 1, 0)
@@ -92,6 +92,8 @@ def test_daily_aggregates_of_a_day(spark: Any) -> None:
     items = {r[C.ITEM_ID]: r for r in item_daily(events).collect()}
     assert (items[1][C.VIEWS], items[1][C.CARTS], items[1][C.USERS]) == (3, 1, 2)
     assert (items[2][C.PURCHASES], items[2][C.USERS]) == (1, 1)
+    assert (items[1][C.CATEGORY_ID], items[1][C.PRICE]) == (8, 10.0)
+    assert (items[2][C.CATEGORY_ID], items[2][C.PRICE]) == (None, None)
     assert set(ITEM_DAILY.column_names) == set(item_daily(events).columns)
 
 
@@ -218,7 +220,9 @@ def test_price_percentiles_within_category(spark: Any) -> None:
 
 
 def test_item_features_windows_trend_and_age(spark: Any, features: Any) -> None:
-    daily = spark.createDataFrame(
+    daily = table_frame(
+        spark,
+        ITEM_DAILY,
         [
             (ago(0), 1, 2, 1, 0, 2),
             (ago(6), 1, 3, 0, 0, 3),
@@ -228,7 +232,6 @@ def test_item_features_windows_trend_and_age(spark: Any, features: Any) -> None:
             (ago(29), 1, 1, 0, 1, 1),
             (ago(30), 1, 100, 0, 0, 50),
         ],
-        ITEM_DAILY.schema,
     )
     items = spark.createDataFrame(
         [(1, 10, 5.0, ago(40)), (2, 10, 6.0, D)],

@@ -14,6 +14,7 @@ from recsys_lib.dates import DayRange
 from recsys_lib.warehouse import quality
 from recsys_lib.warehouse.storage import create_missing_tables, read_partition, read_table
 from recsys_lib.warehouse.tables import ITEM_DAILY, QUALITY_CHECKS, Column, TableContract
+from tests.conftest import table_frame
 
 D = dt.date(2026, 2, 1)
 LIMITS = QualitySettings(min_row_ratio=0.5, max_row_ratio=2.0)
@@ -76,7 +77,7 @@ def test_write_checked_publishes_nothing_when_a_check_fails_and_records_why(
     spark: Any, settings: Any
 ) -> None:
     def daily(rows: list[tuple[int, int]]) -> Any:
-        return spark.createDataFrame([(D, i, v, 0, 0, 1) for i, v in rows], ITEM_DAILY.schema)
+        return table_frame(spark, ITEM_DAILY, [(D, i, v, 0, 0, 1) for i, v in rows])
 
     create_missing_tables(spark, settings)
     quality.write_checked(spark, settings, [(ITEM_DAILY, daily([(1, 3), (2, 4)]))], D)
@@ -105,7 +106,7 @@ def test_a_failed_range_writes_no_day_and_records_every_day_s_checks(
         quality.write_checked_days(
             spark,
             settings,
-            [(ITEM_DAILY, spark.createDataFrame(rows, ITEM_DAILY.schema))],
+            [(ITEM_DAILY, table_frame(spark, ITEM_DAILY, rows))],
             DayRange(D, d2),
         )
     assert read_table(spark, settings, ITEM_DAILY).count() == 0

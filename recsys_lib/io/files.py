@@ -1,0 +1,242 @@
+"""The files behind a configured input, found and checked on the driver before Spark reads
+them, so that a bad file fails with its name and its problem instead of a Java stack trace.
+
+Checks, in order, for each file: it exists and is a regular, readable file; its first bytes
+agree with its name (a gzip file named ``.csv`` is refused, so is a ``.gz`` that is not
+gzip); a compressed file decompresses to its end (a truncated or corrupt archive is found
+here); a text source holds no NUL byte in its first block (a binary file); a Parquet file
+starts with Parquet's magic bytes.
+"""
+
+from __future__ import annotations
+
+import bz2
+import datetime as dt
+import gzip
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from recsys_lib.config import InputSettings
+from recsys_lib.dates import DayRange
+
+COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2"}
+_MAGIC = {"gzip": b"\x1f\x8b", "bzip2": b"BZh"}
+PARQUET_MAGIC = b"PAR1"
+_SNIFF_BYTES = 8192
+_CHUNK = 1 << 20
+
+
+class InputError(RuntimeError):
+    """An input is missing, unreadable or not what its configuration says.
+
+    ``str()`` is ``problem (path)``: the one line ``recsys`` prints for it.
+    """
+
+    def __init__(self, problem: str, path: Path | str | None = None) -> None:
+        self.problem = problem
+        self.path = str(path) if path is not None else None
+        super().__init__(f"{problem} ({self.path})" if self.path else problem)
+
+
+def is_remote(path: str) -> bool:
+    """A URI of a file system other than the local one (``s3a://``, ``hdfs://``...)."""
+    return "://" in path and not path.startswith("file:")
+
+
+def local_path(path: str) -> Path:
+    return Path(path.removeprefix("file://").removeprefix("file:"))
+
+
+def compression_of(path: Path) -> str:
+    """``gzip``, ``bzip2`` or ``none``, by the file's suffix (as Spark decides it too)."""
+    return COMPRESSED_SUFFIXES.get(path.suffix.lower(), "none")
+
+
+def _opener(compression: str) -> Callable[..., IO[bytes]]:
+    openers: dict[str, Callable[..., Any]] = {"gzip": gzip.open, "bzip2": bz2.open, "none": open}
+    return openers[compression]  # type: ignore[no-any-return]
+
+
+def head(path: Path, size: int = _SNIFF_BYTES) -> bytes:
+    """The first ``size`` bytes of the file's content (decompressed)."""
+    with _opener(compression_of(path))(path, "rb") as handle:
+        return handle.read(size)
+
+
+def first_line(path: Path) -> str | None:
+    """The first line of a text file (decompressed; a UTF-8 byte-order mark removed; None for
+    an empty file), undecodable bytes replaced."""
+    with _opener(compression_of(path))(path, "rb") as handle:
+        line = handle.readline()
+    if not line:
+        return None
+    return line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+
+
+def head_lines(path: Path, n: int) -> list[str]:
+    """The first ``n`` non-blank lines of a text file (decompressed), undecodable bytes
+    replaced."""
+    lines: list[str] = []
+    with _opener(compression_of(path))(path, "rb") as handle:
+        for raw in handle:
+            line = raw.decode("utf-8-sig", errors="replace").strip()
+            if line:
+                lines.append(line)
+            if len(lines) >= n:
+                break
+    return lines
+
+
+def _decompresses(path: Path, compression: str) -> None:
+    """Read a compressed file to its end; raise :class:`InputError` if it is cut short or
+    corrupt."""
+    try:
+        with _opener(compression)(path, "rb") as handle:
+            while handle.read(_CHUNK):
+                pass
+    except EOFError:
+        raise InputError(
+            f"truncated {compression} file: it ends before its last block", path
+        ) from None
+    except (OSError, zlib.error, ValueError) as exc:
+        raise InputError(f"corrupt {compression} file: {exc}", path) from None
+
+
+def check_file(path: Path, settings: InputSettings) -> None:
+    """Raise :class:`InputError` naming ``path`` unless it is a readable file of the
+    configured kind (see the module's docstring)."""
+    if not path.exists():
+        raise InputError("the file does not exist", path)
+    if not path.is_file():
+        raise InputError("not a regular file", path)
+    compression = compression_of(path)
+    if settings.compression not in ("auto", compression):
+        raise InputError(
+            f"input.compression is {settings.compression} but the file's name says {compression}",
+            path,
+        )
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(4)
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}", path) from None
+    for kind, magic in _MAGIC.items():
+        if compression == kind and not start.startswith(magic):
+            raise InputError(f"named as {kind} but it is not {kind}-compressed", path)
+        if compression == "none" and start.startswith(magic) and kind == "gzip":
+            raise InputError(
+                "gzip-compressed, but its name does not end in .gz (Spark decompresses by "
+                "the name): rename it",
+                path,
+            )
+    if compression != "none":
+        _decompresses(path, compression)
+    if settings.format == "parquet":
+        if start != PARQUET_MAGIC:
+            raise InputError("not a Parquet file (input.format is parquet)", path)
+        return
+    sniff = head(path)
+    if sniff.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError("UTF-16 text; input.encoding reads utf-8 or iso-8859-1", path)
+    if b"\x00" in sniff:
+        raise InputError(f"a binary file, not {settings.format} text", path)
+
+
+def daily_name(pattern: str, day: dt.date) -> str:
+    """A daily file's name: ``{date}`` -> ``2026-10-01``, ``{date:%Y%m%d}`` -> ``20261001``."""
+    return pattern.format(date=_IsoDate(day.year, day.month, day.day))
+
+
+class _IsoDate(dt.date):
+    def __format__(self, spec: str) -> str:
+        return self.isoformat() if not spec else self.strftime(spec)
+
+
+def daily_file(directory: Path, settings: InputSettings, day: dt.date) -> Path:
+    """The file of ``day`` in a directory of daily files; its compressed variants (``.gz``,
+    ``.bz2``) are found too unless ``input.compression`` says otherwise."""
+    name = daily_name(settings.daily_files, day)
+    if compression_of(Path(name)) != "none" or settings.compression == "none":
+        suffixes = [""]
+    elif settings.compression == "auto":
+        suffixes = ["", ".gz", ".bz2"]
+    else:
+        suffixes = [".gz" if settings.compression == "gzip" else ".bz2"]
+    for suffix in suffixes:
+        candidate = directory / f"{name}{suffix}"
+        if candidate.exists():
+            return candidate
+    shown = name + (f"[{'|'.join(s for s in suffixes if s)}]" if len(suffixes) > 1 else "")
+    raise InputError(f"no input for {day}: expected {shown}", directory)
+
+
+@dataclass(frozen=True)
+class InputFiles:
+    """The files a run reads, and the run date of each in a daily layout."""
+
+    layout: str  # file | daily | parts
+    paths: tuple[Path, ...]
+    day_of: dict[Path, dt.date]
+
+
+def layout_of(settings: InputSettings, path: Path) -> str:
+    """``input.layout``, with ``auto`` resolved: a file is one file, a directory daily files."""
+    if settings.layout != "auto":
+        return settings.layout
+    return "daily" if path.is_dir() else "file"
+
+
+def input_files(settings: InputSettings, root: str, days: DayRange) -> InputFiles:
+    """The files holding ``days`` under the configured events path, each checked with
+    :func:`check_file`. Raises :class:`InputError` for a missing or bad file."""
+    if is_remote(root):
+        raise InputError(
+            "remote input paths are not read yet: copy the files to a local path", root
+        )
+    path = local_path(root)
+    layout = layout_of(settings, path)
+    if not path.exists():
+        raise InputError(f"no input for {days}: the path does not exist", path)
+    if layout == "daily":
+        if not path.is_dir():
+            raise InputError("input.layout daily needs a directory of daily files", path)
+        day_of = {daily_file(path, settings, day): day for day in days.days}
+        paths = tuple(day_of)
+    elif layout == "parts":
+        if not path.is_dir():
+            raise InputError("input.layout parts needs a directory of part files", path)
+        paths = tuple(sorted(p for p in path.glob(settings.parts) if p.is_file()))
+        paths = tuple(p for p in paths if not p.name.startswith(("_", ".")))
+        if not paths:
+            raise InputError(f"no part file matches {settings.parts!r}", path)
+        day_of = {}
+    else:
+        if path.is_dir():
+            raise InputError("input.layout file needs a file, not a directory", path)
+        paths, day_of = (path,), {}
+    for file in paths:
+        check_file(file, settings)
+    return InputFiles(layout, paths, day_of)
+
+
+def split_line(line: str, settings: InputSettings) -> list[str]:
+    """One line of a csv/tsv source split into fields the way Spark splits it."""
+    import csv
+
+    if settings.quote:
+        reader = csv.reader([line], delimiter=settings.separator, quotechar=settings.quote)
+    else:
+        reader = csv.reader([line], delimiter=settings.separator, quoting=csv.QUOTE_NONE)
+    return [field.strip() for field in next(reader, [])]
+
+
+_NUMBER = re.compile(r"^-?\d+([.,]\d+)?$")
+
+
+def looks_like_data(names: list[str]) -> bool:
+    """A header whose names include numbers is more likely a first row of data."""
+    return any(_NUMBER.match(n) for n in names)
