@@ -46,9 +46,45 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 REAL_CATEGORY_TREE = "../shared/data/retailrocket/category_tree.csv.gz"
 
-# The clean stage's reject reasons, which is what each kind must trigger there; the
-# generator writes no transaction without its id, so the last reason is left out.
-MALFORMED_KINDS = C.REJECT_REASONS[:6]
+# The clean stage's reject reasons, which is what each kind must trigger there.
+MALFORMED_KINDS = (
+    "bad_timestamp",
+    "timestamp_outside_day",
+    "unknown_event",
+    "null_user_id",
+    "null_item_id",
+    "bad_item_id",
+)
+# The layouts the event log can be written in (conf/sources/ has a profile for each):
+# RetailRocket's daily CSV files with a catalogue and a category tree; REES46's one
+# multi-day CSV with each item's category and price on its rows (no catalogue, no tree, a
+# removal from the cart now and then); Taobao's headerless daily CSV files, gzip-compressed,
+# with epoch seconds, the item's category on its rows and favourites among the events.
+FORMATS = ("retailrocket", "rees46", "taobao")
+REES46_COLUMNS = (
+    "event_time",
+    "event_type",
+    "product_id",
+    "category_id",
+    "category_code",
+    "brand",
+    "price",
+    "user_id",
+    "user_session",
+)
+TAOBAO_COLUMNS = ("user_id", "item_id", "category_id", "behavior_type", "timestamp")
+# Category ids of the REES46 layout are 19-digit numbers, as in the public log.
+REES46_CATEGORY_BASE = 2_053_013_552_000_000_000
+_EVENT_NAMES_OF = {
+    "rees46": {"view": "view", "addtocart": "cart", "transaction": "purchase"},
+    "taobao": {"view": "pv", "addtocart": "cart", "transaction": "buy"},
+}
+# Rows of event names the profiles drop (counted, not used): share of the anchor events,
+# the anchor event, the name, and the gap after the anchor.
+_DROPPED_ROWS = {
+    "rees46": (0.15, "addtocart", "remove_from_cart", 60_000),
+    "taobao": (0.03, "view", "fav", 10_000),
+}
 EVENT_NAMES = (C.RR_VIEW, C.RR_ADDTOCART, C.RR_TRANSACTION)
 _VIEW, _CART, _PURCHASE = 0, 1, 2
 _EXPLORE, _LEAF, _ROOT = 0, 1, 2
@@ -223,6 +259,9 @@ class GenerationSummary:
     last_day: dt.date
     out_dir: Path
     seconds: float
+    format: str = "retailrocket"
+    dropped_rows: int = 0  # rows of event names the format's profile drops (input.drop_events)
+    events_path: str = "events"  # the event log, relative to out_dir
 
     @property
     def event_shares(self) -> dict[str, float]:
@@ -248,8 +287,12 @@ def generate_shop(
     days: int | None = None,
     start: dt.date | None = None,
     category_tree: Path | None = None,
+    format: str = "retailrocket",
 ) -> GenerationSummary:
     """Generate a shop into ``out_dir`` and return its counts.
+
+    ``format`` is the layout of the files (:data:`FORMATS`); the shop is the same in each:
+    the same users do the same things, only written differently.
 
     ``scale`` multiplies users, items and bots (and so events); ``days`` and ``start``
     override the profile's window; ``category_tree`` overrides the profile's tree file (the
@@ -267,6 +310,8 @@ def generate_shop(
         raise ValueError(f"unknown profile {profile!r}; known: {sorted(PROFILES)}") from None
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
     n_days = shop.days if days is None else days
     if n_days < 1:
         raise ValueError(f"days must be >= 1, got {n_days}")
@@ -275,7 +320,7 @@ def generate_shop(
     if tree_path is None and shop.category_tree is not None:
         tree_path = Path(shop.category_tree)
     # One stream per concern; spawning more keeps the earlier streams as they were.
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]
 
     tree = _read_tree(tree_path) if tree_path is not None else _generate_tree(shop, rngs[0])
     items = _make_items(
@@ -291,8 +336,19 @@ def generate_shop(
     rows = _damage(shop, log, n_days, first_day, items, rngs[5])
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_events(out_dir / "events", rows, first_day, n_days)
-    uncategorised = _write_items(out_dir, tree, items, first_day, n_days, rngs[6], shop)
+    properties, hidden = _item_properties(items, first_day, n_days, rngs[6], shop)
+    _write_truth(out_dir, items, first_day)
+    dropped, events_path = 0, "events"
+    if format == "retailrocket":
+        _write_events(out_dir / "events", rows, first_day, n_days)
+        tree.table.to_csv(out_dir / "category_tree.csv", index=False, lineterminator="\n")
+        properties.to_csv(out_dir / "item_properties.csv", index=False, lineterminator="\n")
+    else:
+        for stale in ("category_tree.csv", "item_properties.csv"):
+            (out_dir / stale).unlink(missing_ok=True)
+        dropped, events_path = _write_events_as(
+            format, out_dir, rows, items, hidden, first_day, n_days, rngs[8]
+        )
 
     summary = GenerationSummary(
         profile=profile,
@@ -301,7 +357,7 @@ def generate_shop(
         users=n_users,
         bots=n_bots,
         items=len(items.ids),
-        uncategorised_items=uncategorised,
+        uncategorised_items=len(hidden),
         categories=len(tree.ids),
         visitors_with_events=rows.visitors_with_events,
         items_with_events=rows.items_with_events,
@@ -310,8 +366,11 @@ def generate_shop(
         malformed_rows=sum(rows.malformed_by_kind.values()),
         malformed_by_kind=rows.malformed_by_kind,
         duplicate_rows=rows.duplicate_rows,
-        total_rows=len(rows.frame),
+        total_rows=len(rows.frame) + dropped,
         days=n_days,
+        format=format,
+        dropped_rows=dropped,
+        events_path=events_path,
         first_day=first_day,
         last_day=first_day + dt.timedelta(days=n_days - 1),
         out_dir=out_dir,
@@ -871,18 +930,8 @@ def _write_events(directory: Path, rows: _Rows, first_day: dt.date, n_days: int)
         )
 
 
-def _write_items(
-    out_dir: Path,
-    tree: _Tree,
-    items: _Items,
-    first_day: dt.date,
-    n_days: int,
-    rng: np.random.Generator,
-    shop: ShopProfile,
-) -> int:
-    """Write category_tree.csv, items.csv and item_properties.csv; returns the number of
-    items left without a category in item_properties.csv."""
-    tree.table.to_csv(out_dir / "category_tree.csv", index=False, lineterminator="\n")
+def _write_truth(out_dir: Path, items: _Items, first_day: dt.date) -> None:
+    """items.csv: every item's true category, price, first day and bundle partner."""
     first_seen = pd.to_datetime(first_day) + pd.to_timedelta(items.first_seen, unit="D")
     pd.DataFrame(
         {
@@ -895,16 +944,115 @@ def _write_items(
             ),
         }
     ).to_csv(out_dir / "items.csv", index=False, lineterminator="\n", float_format="%.3f")
-    properties, uncategorised = _item_properties(items, first_day, n_days, rng, shop)
-    properties.to_csv(out_dir / "item_properties.csv", index=False, lineterminator="\n")
-    return uncategorised
+
+
+def _write_events_as(
+    fmt: str,
+    out_dir: Path,
+    rows: _Rows,
+    items: _Items,
+    hidden: Array,
+    first_day: dt.date,
+    n_days: int,
+    rng: np.random.Generator,
+) -> tuple[int, str]:
+    """Write the event log in the REES46 or Taobao layout (module docstring of FORMATS);
+    returns the rows of dropped event names added and the log's path under ``out_dir``."""
+    frame, file_day = rows.frame, rows.file_day
+    share, anchor, name, gap_ms = _DROPPED_ROWS[fmt]
+    ts_text = frame[C.RR_TIMESTAMP].astype(str)
+    valid_ms = ts_text.str.fullmatch(r"\d+").to_numpy()
+    candidates = np.flatnonzero((frame[C.RR_EVENT] == anchor).to_numpy() & valid_ms)
+    chosen = np.sort(rng.choice(candidates, round(share * len(candidates)), replace=False))
+    extra = frame.iloc[chosen].copy()
+    extra[C.RR_TIMESTAMP] = (ts_text.iloc[chosen].astype(np.int64) + gap_ms).astype(str)
+    extra[C.RR_EVENT] = name
+    extra[C.RR_TRANSACTION_ID] = ""
+    order = np.argsort(np.concatenate([np.arange(len(frame)), chosen + 0.5]), kind="stable")
+    log = pd.concat([frame, extra], ignore_index=True).iloc[order].reset_index(drop=True)
+    day = np.concatenate([file_day, file_day[chosen]])[order]
+
+    # The item's category (hidden ones: none, as in the catalogue) and price, by id text.
+    categorised = np.ones(len(items.ids), bool)
+    categorised[hidden] = False
+    known = pd.Series(np.arange(len(items.ids)), index=items.ids.astype(str))
+    index = log[C.RR_ITEM_ID].map(known)
+    found = index.notna().to_numpy()
+    at = index.fillna(0).astype(np.int64).to_numpy()
+    has_category = found & categorised[at]
+    names = _EVENT_NAMES_OF[fmt]
+    event = log[C.RR_EVENT].map(lambda e: names.get(e, e)).to_numpy(object)
+    # A damaged row whose name happens to be the dropped one stays unknown to the profile.
+    event[(order < len(frame)) & (event == name)] = name.replace("_", "-") + "?"
+    ts_text = log[C.RR_TIMESTAMP].astype(str)
+    digits = ts_text.str.fullmatch(r"\d+").fillna(False).to_numpy()
+    iso = ts_text.str.match(r"\d{4}-\d{2}-\d{2}").fillna(False).to_numpy()
+    ms = np.where(digits, pd.to_numeric(ts_text.where(digits, "0")), 0).astype(np.int64)
+    if fmt == "rees46":
+        stamp = pd.to_datetime(ms, unit="ms").strftime("%Y-%m-%d %H:%M:%S UTC").to_numpy()
+        # An ISO time is valid here: the damaged rows of that kind get milliseconds instead.
+        iso_ms = pd.to_datetime(ts_text.where(iso, "1970-01-01T00:00:00Z"), utc=True)
+        time_text = np.where(
+            digits, stamp, np.where(iso, (iso_ms.astype("int64") // 1_000_000).astype(str), ts_text)
+        )
+        category = np.where(
+            has_category, (REES46_CATEGORY_BASE + items.category[at]).astype(str), ""
+        )
+        code = np.where(has_category, "c" + items.category[at].astype(str), "")
+        price = np.where(found, np.char.mod("%.2f", items.price[at].astype(float)), "")
+        session = pd.util.hash_pandas_object(
+            pd.DataFrame({"u": log[C.RR_VISITOR_ID], "d": day}), index=False
+        ).map("{:016x}".format)
+        out = pd.DataFrame(
+            {
+                "event_time": time_text,
+                "event_type": event,
+                "product_id": log[C.RR_ITEM_ID],
+                "category_id": category,
+                "category_code": code,
+                "brand": np.where(found, "brand" + (at % 40).astype(str), ""),
+                "price": price,
+                "user_id": log[C.RR_VISITOR_ID],
+                "user_session": session.to_numpy(),
+            },
+            columns=list(REES46_COLUMNS),
+        )
+        events = out_dir / "events"
+        if events.is_dir():
+            for stale in events.iterdir():
+                stale.unlink()
+            events.rmdir()
+        out.to_csv(out_dir / "events.csv", index=False, lineterminator="\n")
+        return len(chosen), "events.csv"
+    seconds = np.where(digits, (ms // 1000).astype(str), ts_text)
+    out = pd.DataFrame(
+        {
+            "user_id": log[C.RR_VISITOR_ID],
+            "item_id": log[C.RR_ITEM_ID],
+            "category_id": np.where(has_category, items.category[at].astype(str), ""),
+            "behavior_type": event,
+            "timestamp": seconds,
+        },
+        columns=list(TAOBAO_COLUMNS),
+    )
+    directory = out_dir / "events"
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.iterdir():
+        stale.unlink()
+    bounds = np.searchsorted(day, np.arange(n_days + 1))
+    for d in range(n_days):
+        name_of_day = (first_day + dt.timedelta(days=d)).strftime("UserBehavior-%Y%m%d.csv.gz")
+        out.iloc[bounds[d] : bounds[d + 1]].to_csv(
+            directory / name_of_day, index=False, header=False, lineterminator="\n"
+        )
+    return len(chosen), "events"
 
 
 def _item_properties(
     items: _Items, first_day: dt.date, n_days: int, rng: np.random.Generator, shop: ShopProfile
-) -> tuple[pd.DataFrame, int]:
+) -> tuple[pd.DataFrame, Array]:
     """Weekly snapshots: every property at the item's first week, then the changes; and the
-    number of items whose category rows were left out."""
+    indexes of the items whose category rows were left out."""
     n = len(items.ids)
     day0_ms = (first_day - dt.date(1970, 1, 1)).days * DAY_MS
     week = items.first_seen // 7  # snapshot on the window's weekly grid, at or before day
@@ -958,7 +1106,7 @@ def _item_properties(
             C.RR_VALUE: np.concatenate([p[3] for p in parts]),
         }
     )
-    return frame.iloc[np.argsort(frame[C.RR_TIMESTAMP].to_numpy(), kind="stable")], n_hidden
+    return frame.iloc[np.argsort(frame[C.RR_TIMESTAMP].to_numpy(), kind="stable")], hidden
 
 
 def _price_text(price: Array) -> Array:
