@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -46,11 +47,27 @@ def delta_version(spark: SparkSession, path: str) -> int:
     return int(log_.update(False, empty, empty).version())
 
 
+def delta_columns(spark: SparkSession, path: str) -> list[str] | None:
+    """The column names of the Delta table at ``path`` (None if there is none), read from its
+    log on the driver: no Spark job."""
+    jvm = spark._jvm
+    assert jvm is not None
+    empty = jvm.scala.Option.empty()
+    log_ = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    snapshot = log_.update(False, empty, empty)
+    if int(snapshot.version()) < 0:
+        return None
+    return [f["name"] for f in json.loads(snapshot.schema().json())["fields"]]
+
+
 def create_missing_tables(spark: SparkSession, settings: Settings) -> None:
-    """Create, empty and with their partitioning, the tables that do not exist yet."""
+    """Create, empty and with their partitioning, the tables that do not exist yet; add to an
+    existing table the (nullable) columns its contract has gained since it was created, so
+    that a warehouse of an earlier version keeps working."""
     for table in ALL_TABLES:
         path = table_path(settings, table)
-        if delta_version(spark, path) < 0:
+        columns = delta_columns(spark, path)
+        if columns is None:
             (
                 DeltaTable.createIfNotExists(spark)
                 .location(path)
@@ -58,6 +75,12 @@ def create_missing_tables(spark: SparkSession, settings: Settings) -> None:
                 .partitionedBy(*table.partition_by)
                 .execute()
             )
+            continue
+        new = [c for c in table.columns if c.name not in columns]
+        if new:
+            added = ", ".join(f"`{c.name}` {c.dtype.simpleString()}" for c in new)
+            log.warning("%s: adding the contract's new columns %s", table.name, added)
+            spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
 
 
 def ensure_tables(spark: SparkSession, settings: Settings) -> None:

@@ -118,3 +118,19 @@ def test_registration_follows_the_warehouse_and_keeps_data(spark, settings, tmp_
     assert spark.sql("SELECT count(*) FROM ops.quality_checks").first()[0] == 0
     register_tables(spark, settings)
     assert spark.sql("SELECT check_name FROM ops.quality_checks").first()[0] == "kept"
+
+
+def test_a_table_of_an_earlier_version_gains_the_contracts_new_columns(spark, settings) -> None:
+    from delta.tables import DeltaTable
+
+    from recsys_lib.warehouse.storage import create_missing_tables, delta_columns, table_path
+    from recsys_lib.warehouse.tables import CLEAN_EVENTS
+
+    path = table_path(settings, CLEAN_EVENTS)
+    old = [c for c in CLEAN_EVENTS.schema.fields if c.name not in (C.CATEGORY_ID, C.PRICE)]
+    DeltaTable.create(spark).location(path).addColumns(old).partitionedBy(C.DT).execute()
+    assert delta_columns(spark, path) == [c.name for c in old]
+    create_missing_tables(spark, settings)
+    assert delta_columns(spark, path) == CLEAN_EVENTS.column_names
+    create_missing_tables(spark, settings)  # nothing left to add
+    assert table_version(spark, settings, CLEAN_EVENTS) == 1
