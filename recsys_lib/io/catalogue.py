@@ -13,7 +13,9 @@ is small (the real one has 1,669 rows) and is read with pandas on the driver.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +26,7 @@ from pyspark.sql import types as T
 from recsys_lib import constants as C
 from recsys_lib.dates import DayRange
 from recsys_lib.io.events import RawInput
-from recsys_lib.io.files import InputError, first_line
+from recsys_lib.io.files import InputError, first_line, is_remote, list_remote, remote_head_lines
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,12 @@ _ID_PATTERN = r"\d{1,18}"
 _MS_PATTERN = r"^\s*\d{1,15}\s*$"
 
 
-def check_header(path: Path, expected: tuple[str, ...]) -> None:
+def check_header(path: str, expected: tuple[str, ...], spark: SparkSession) -> None:
     """Raise :class:`InputError` naming ``path`` unless its header is ``expected``."""
-    header = first_line(path)
+    if is_remote(path):
+        header = next(iter(remote_head_lines(spark, path, 1)), None)
+    else:
+        header = first_line(Path(path))
     if header is None:
         raise InputError("the file is empty (no header)", path)
     found = [h.strip() for h in header.split(",")]
@@ -52,17 +57,17 @@ def check_header(path: Path, expected: tuple[str, ...]) -> None:
 
 
 def read_csv(
-    spark: SparkSession, paths: list[Path], schema: T.StructType, columns: tuple[str, ...]
+    spark: SparkSession, paths: list[str], schema: T.StructType, columns: tuple[str, ...]
 ) -> DataFrame:
     """Rows of CSV files with the header ``columns`` (checked on each file first), all as text,
     plus ``source_file``."""
     for path in paths:
-        check_header(path, columns)
+        check_header(path, columns, spark)
     return (
         spark.read.option("header", True)
         .option("mode", "PERMISSIVE")
         .schema(schema)
-        .csv([str(p) for p in paths])
+        .csv(paths)
         .withColumn(C.SOURCE_FILE, F.col("_metadata.file_path"))
     )
 
@@ -85,17 +90,29 @@ def rows_on_days(rows: DataFrame, days: DayRange, source: Path) -> RawInput:
     return RawInput(inside, {d: counts.get(d, 0) for d in days.days})
 
 
-def item_property_files(path: Path) -> list[Path]:
+def item_property_files(root: str, spark: SparkSession | None = None) -> list[str]:
     """The input files behind a configured path: the file itself, or the directory's
-    ``item_properties*.csv[.gz]`` in name order."""
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted({f for pattern in ITEM_PROPERTIES_GLOBS for f in path.glob(pattern)})
-        if not files:
-            raise InputError("the directory holds no item_properties*.csv[.gz] file", path)
-        return files
-    raise InputError("the item properties input does not exist", path)
+    ``item_properties*.csv[.gz]`` in name order (a remote path is listed by ``spark``)."""
+    if is_remote(root):
+        assert spark is not None
+        listing = list_remote(spark, root.rstrip("/"))
+        if list(listing) == [root]:
+            return [root]
+        names = {uri.rsplit("/", 1)[-1]: uri for uri in listing}
+        files = [
+            names[n] for n in sorted(names) if any(fnmatch(n, g) for g in ITEM_PROPERTIES_GLOBS)
+        ]
+    else:
+        path = Path(root)
+        if path.is_file():
+            return [str(path)]
+        if not path.is_dir():
+            raise InputError("the item properties input does not exist", path)
+        found = {f for pattern in ITEM_PROPERTIES_GLOBS for f in path.glob(pattern)}
+        files = [str(f) for f in sorted(found)]
+    if not files:
+        raise InputError("the directory holds no item_properties*.csv[.gz] file", root)
+    return files
 
 
 def load_item_properties(spark: SparkSession, path: str, days: dt.date | DayRange) -> RawInput:
@@ -106,7 +123,7 @@ def load_item_properties(spark: SparkSession, path: str, days: dt.date | DayRang
     is a valid answer. Rows whose timestamp does not parse belong to no day; their count is
     logged as a warning on every run.
     """
-    files = item_property_files(Path(path))
+    files = item_property_files(path, spark)
     everything = read_csv(spark, files, ITEM_PROPERTIES_SCHEMA, C.RR_ITEM_PROPERTY_COLUMNS)
     return rows_on_days(everything, DayRange.of(days), Path(path))
 
@@ -116,7 +133,7 @@ def read_item_properties(spark: SparkSession, path: str, days: dt.date | DayRang
     return load_item_properties(spark, path, days).rows
 
 
-def read_category_tree(path: str) -> pd.DataFrame:
+def read_category_tree(path: str, spark: SparkSession | None = None) -> pd.DataFrame:
     """The category tree as ``category_id`` (int64) and ``parent_id`` (nullable ``Int64``;
     ``<NA>`` for a root), in file order.
 
@@ -124,11 +141,20 @@ def read_category_tree(path: str) -> pd.DataFrame:
     non-integer id, or lists a category twice. Whether every parent is itself a category is
     not checked here (see :func:`recsys_lib.transforms.catalogue.category_paths`).
     """
-    file = Path(path)
-    if not file.is_file():
-        raise InputError("the category tree does not exist", file)
+    file: Path | str
+    if is_remote(path):  # small: its lines come to the driver through Spark
+        assert spark is not None
+        if not list_remote(spark, path):
+            raise InputError("the category tree does not exist", path)
+        lines = [str(r[0]) for r in spark.read.text(path).collect()]
+        file, source = path, io.StringIO("\n".join(lines) + "\n")
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise InputError("the category tree does not exist", file)
+        source = file  # type: ignore[assignment]
     try:
-        text = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        text = pd.read_csv(source, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise InputError("the file is empty (no header)", file) from None
     found = [str(c).strip() for c in text.columns]

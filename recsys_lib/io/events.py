@@ -31,7 +31,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -43,10 +42,14 @@ from recsys_lib.config import REQUIRED_FIELDS, InputSettings, Settings
 from recsys_lib.dates import DayRange
 from recsys_lib.io.files import (
     InputError,
+    file_key,
     first_line,
     head_lines,
     input_files,
+    is_remote,
     looks_like_data,
+    read_error,
+    remote_head_lines,
     split_line,
 )
 from recsys_lib.io.timestamps import parse_time, plausible, timestamp_hint, utc_day
@@ -95,11 +98,23 @@ class RawInput:
 # --- columns -------------------------------------------------------------------------------
 
 
-def file_columns(path: Path, settings: InputSettings) -> tuple[tuple[str, ...], str | None]:
+def _head(path: str, n: int, spark: SparkSession | None) -> list[str]:
+    if is_remote(path):
+        assert spark is not None
+        return remote_head_lines(spark, path, n)
+    if n == 1:
+        line = first_line(Path(path))
+        return [] if line is None else [line]
+    return head_lines(Path(path), n)
+
+
+def file_columns(
+    path: str, settings: InputSettings, spark: SparkSession | None = None
+) -> tuple[tuple[str, ...], str | None]:
     """A text file's columns (its header, ``input.names`` or its first JSON object's keys)
     and the header line to drop from its rows (None without one)."""
     if settings.format == "jsonl":
-        lines = head_lines(path, JSON_PROBE_LINES)
+        lines = _head(path, JSON_PROBE_LINES, spark)
         for text in lines:
             try:
                 record = json.loads(text)
@@ -112,10 +127,10 @@ def file_columns(path: Path, settings: InputSettings) -> tuple[tuple[str, ...], 
         raise InputError(f"none of the first {len(lines)} lines is a JSON object", path)
     if not settings.header:
         return tuple(settings.names), None
-    line = first_line(path)
-    if line is None:
+    lines = _head(path, 1, spark)
+    if not lines:
         raise InputError("the file is empty (no header line)", path)
-    return tuple(split_line(line, settings)), line
+    return tuple(split_line(lines[0], settings)), lines[0]
 
 
 def check_columns(columns: Sequence[str], settings: InputSettings, path: Path | str) -> list[str]:
@@ -177,12 +192,12 @@ def _field_count(text: Column, settings: InputSettings) -> Column:
 def read_text_files(
     spark: SparkSession,
     settings: InputSettings,
-    paths: Sequence[Path],
+    paths: Sequence[str],
     columns: Sequence[str],
     header_line: str | None,
 ) -> DataFrame:
     """``raw.events`` rows of csv/tsv/jsonl files that share their columns."""
-    lines = spark.read.text([str(p) for p in paths])
+    lines = spark.read.text(list(paths))
     value = F.col("value")
     if settings.encoding.lower() == "utf-8":
         valid = F.is_valid_utf8(value)
@@ -230,17 +245,17 @@ def _as_text(column: Column, dtype: T.DataType) -> Column:
 
 
 def read_parquet_files(
-    spark: SparkSession, settings: InputSettings, paths: Sequence[Path]
+    spark: SparkSession, settings: InputSettings, paths: Sequence[str]
 ) -> tuple[DataFrame, list[str]]:
     """``raw.events`` rows of Parquet files (values as text; a timestamp type as ISO-8601
     text with its offset), and the warnings of their columns' check."""
     try:
-        frame = spark.read.option("mergeSchema", "true").parquet(*[str(p) for p in paths])
+        frame = spark.read.option("mergeSchema", "true").parquet(*paths)
     except AnalysisException as exc:
         raise InputError(
             f"Spark cannot read these Parquet files: {one_line(exc)}", paths[0]
         ) from exc
-    warnings = check_columns(frame.columns, settings, paths[0].parent)
+    warnings = check_columns(frame.columns, settings, paths[0].rsplit("/", 1)[0])
     types = {f.name: f.dataType for f in frame.schema.fields}
     values = {f: _as_text(F.col(f"`{c}`"), types[c]) for f, c in settings.columns.items() if c}
     rows = frame.select(
@@ -250,16 +265,16 @@ def read_parquet_files(
 
 
 def read_files(
-    spark: SparkSession, settings: InputSettings, paths: Sequence[Path]
+    spark: SparkSession, settings: InputSettings, paths: Sequence[str]
 ) -> tuple[DataFrame, list[str]]:
     """The rows of ``paths`` in ``raw.events`` columns (no ``dt``), and warnings. Files are
     grouped by their columns, so that files whose headers differ in order read right."""
     if settings.format == "parquet":
         return read_parquet_files(spark, settings, paths)
-    groups: dict[tuple[tuple[str, ...], str | None], list[Path]] = defaultdict(list)
+    groups: dict[tuple[tuple[str, ...], str | None], list[str]] = defaultdict(list)
     warnings: list[str] = []
     for path in paths:
-        columns, header = file_columns(path, settings)
+        columns, header = file_columns(path, settings, spark)
         if columns or settings.format != "jsonl":
             warnings += check_columns(columns, settings, path)
         groups[(columns, header)].append(path)
@@ -277,8 +292,8 @@ def read_files(
 
 
 def local_name(spark_path: str) -> str:
-    """A path as Spark names it (``file:/a%20b.csv``) as a plain local path."""
-    return unquote(urlparse(spark_path).path)
+    """A file as Spark names it, as the readers name it (:func:`io.files.file_key`)."""
+    return file_key(spark_path)
 
 
 def file_figures(rows: DataFrame, settings: InputSettings) -> dict[str, FileFigures]:
@@ -344,15 +359,21 @@ def load_events(spark: SparkSession, settings: Settings, days: dt.date | DayRang
     source = settings.input
     span = DayRange.of(days)
     root = settings.resolve(source.events_path)
-    found = input_files(source, root, span)
+    found = input_files(source, root, span, spark)
     rows, warnings = read_files(spark, source, found.paths)
     if found.layout == "daily":
         rows = rows.cache()
-    files = file_figures(rows, source)
+    try:
+        files = file_figures(rows, source)
+    except Exception as exc:
+        named = read_error(exc)
+        if named is None:
+            raise
+        raise named from exc
     refuse_unreadable_files(rows, source, files)
     by_path = {local_name(name): name for name in files}
     if found.layout == "daily":
-        day_of = {by_path[str(p)]: d for p, d in found.day_of.items() if str(p) in by_path}
+        day_of = {by_path[p]: d for p, d in found.day_of.items() if p in by_path}
         rows_per_day = {d: 0 for d in span.days}
         for name, d in day_of.items():
             rows_per_day[d] += files[name].rows

@@ -1,11 +1,15 @@
 """The files behind a configured input, found and checked on the driver before Spark reads
 them, so that a bad file fails with its name and its problem instead of a Java stack trace.
 
-Checks, in order, for each file: it exists and is a regular, readable file; its first bytes
-agree with its name (a gzip file named ``.csv`` is refused, so is a ``.gz`` that is not
-gzip); a compressed file decompresses to its end (a truncated or corrupt archive is found
-here); a text source holds no NUL byte in its first block (a binary file); a Parquet file
-starts with Parquet's magic bytes.
+Checks, in order, for each local file: it exists and is a regular, readable file; its first
+bytes agree with its name (a gzip file named ``.csv`` is refused, so is a ``.gz`` that is
+not gzip); a compressed file decompresses to its end (a truncated or corrupt archive is
+found here); a text source holds no NUL byte in its first block (a binary file); a Parquet
+file starts with Parquet's magic bytes.
+
+A remote input (``s3a://``, ``hdfs://``...) is listed through Spark (file names and sizes,
+without reading the files) and its first lines are read by Spark; a remote file that turns
+out to be corrupt fails when Spark reads it, and :func:`read_error` names it.
 """
 
 from __future__ import annotations
@@ -17,11 +21,16 @@ import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 from recsys_lib.config import InputSettings
 from recsys_lib.dates import DayRange
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2"}
 _MAGIC = {"gzip": b"\x1f\x8b", "bzip2": b"BZh"}
@@ -45,6 +54,30 @@ class InputError(RuntimeError):
 def is_remote(path: str) -> bool:
     """A URI of a file system other than the local one (``s3a://``, ``hdfs://``...)."""
     return "://" in path and not path.startswith("file:")
+
+
+def file_key(spark_path: str) -> str:
+    """A file as Spark names it (``file:/a%20b.csv``, ``s3a://bucket/k``) in the form this
+    module names it: a plain local path, or the remote URI as it is."""
+    parts = urlparse(spark_path)
+    if parts.scheme in ("", "file"):
+        return unquote(parts.path)
+    return unquote(spark_path)
+
+
+_READ_FAILURE = re.compile(r"Encountered error while reading file (\S+?)\.?\s")
+
+
+def read_error(exc: BaseException) -> InputError | None:
+    """The :class:`InputError` naming the file of a Spark read failure (``FAILED_READ_FILE``),
+    with the Java cause's message; None for another error."""
+    text = str(exc)
+    found = _READ_FAILURE.search(text)
+    if not found:
+        return None
+    causes = re.findall(r"Caused by: ([\w.$]+(?:Exception|Error)): ?([^\n]*)", text)
+    cause = f"{causes[-1][0].rsplit('.', 1)[-1]}: {causes[-1][1]}" if causes else "read failed"
+    return InputError(f"Spark could not read the file ({cause.strip()})", file_key(found[1]))
 
 
 def local_path(path: str) -> Path:
@@ -176,11 +209,12 @@ def daily_file(directory: Path, settings: InputSettings, day: dt.date) -> Path:
 
 @dataclass(frozen=True)
 class InputFiles:
-    """The files a run reads, and the run date of each in a daily layout."""
+    """The files a run reads (local paths or remote URIs), and the run date of each in a
+    daily layout."""
 
     layout: str  # file | daily | parts
-    paths: tuple[Path, ...]
-    day_of: dict[Path, dt.date]
+    paths: tuple[str, ...]
+    day_of: dict[str, dt.date]
 
 
 def layout_of(settings: InputSettings, path: Path) -> str:
@@ -190,13 +224,16 @@ def layout_of(settings: InputSettings, path: Path) -> str:
     return "daily" if path.is_dir() else "file"
 
 
-def input_files(settings: InputSettings, root: str, days: DayRange) -> InputFiles:
-    """The files holding ``days`` under the configured events path, each checked with
-    :func:`check_file`. Raises :class:`InputError` for a missing or bad file."""
+def input_files(
+    settings: InputSettings, root: str, days: DayRange, spark: SparkSession | None = None
+) -> InputFiles:
+    """The files holding ``days`` under the configured events path, each checked (local
+    files with :func:`check_file`; remote ones are listed through ``spark``). Raises
+    :class:`InputError` for a missing or bad file."""
     if is_remote(root):
-        raise InputError(
-            "remote input paths are not read yet: copy the files to a local path", root
-        )
+        if spark is None:
+            raise InputError("a remote input is listed through Spark: no session given", root)
+        return _remote_files(spark, settings, root, days)
     path = local_path(root)
     layout = layout_of(settings, path)
     if not path.exists():
@@ -220,7 +257,62 @@ def input_files(settings: InputSettings, root: str, days: DayRange) -> InputFile
         paths, day_of = (path,), {}
     for file in paths:
         check_file(file, settings)
+    return InputFiles(layout, tuple(map(str, paths)), {str(p): d for p, d in day_of.items()})
+
+
+def list_remote(spark: SparkSession, root: str) -> dict[str, int]:
+    """The files at a remote path (itself, or those in the folder) with their sizes, listed
+    by Spark without reading them: ``{uri: bytes}``."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        listing = spark.read.format("binaryFile").load(root).select("path", "length").collect()
+    except AnalysisException as exc:
+        if "PATH_NOT_FOUND" in str(exc):
+            return {}
+        raise
+    return {file_key(r["path"]): int(r["length"]) for r in listing}
+
+
+def _remote_files(
+    spark: SparkSession, settings: InputSettings, root: str, days: DayRange
+) -> InputFiles:
+    listing = list_remote(spark, root.rstrip("/"))
+    if not listing:
+        raise InputError(f"no input for {days}: nothing at the path", root)
+    is_file = list(listing) == [unquote(root)]
+    layout = settings.layout if settings.layout != "auto" else ("file" if is_file else "daily")
+    by_name = {uri.rsplit("/", 1)[-1]: uri for uri in listing}
+    if layout == "daily":
+        day_of = {}
+        for day in days.days:
+            name = daily_name(settings.daily_files, day)
+            found = [by_name[n] for n in (name, name + ".gz", name + ".bz2") if n in by_name]
+            if not found:
+                raise InputError(f"no input for {day}: expected {name}[.gz|.bz2]", root)
+            day_of[found[0]] = day
+        paths = tuple(day_of)
+    elif layout == "parts":
+        names = sorted(n for n in by_name if fnmatch(n, settings.parts) and n[0] not in "_.")
+        if not names:
+            raise InputError(f"no part file matches {settings.parts!r}", root)
+        paths, day_of = tuple(by_name[n] for n in names), {}
+    else:
+        if not is_file:
+            raise InputError("input.layout file needs a file, not a folder", root)
+        paths, day_of = (unquote(root),), {}
+    for uri in paths:
+        if listing[uri] == 0:
+            raise InputError("the file is empty", uri)
     return InputFiles(layout, paths, day_of)
+
+
+def remote_head_lines(spark: SparkSession, uri: str, n: int) -> list[str]:
+    """The first ``n`` non-blank lines of a remote text file (decompressed by Spark)."""
+    from pyspark.sql import functions as F
+
+    rows = spark.read.text(uri).filter(F.trim("value") != "").limit(n).collect()
+    return [str(r[0]).removeprefix("\ufeff") for r in rows]
 
 
 def split_line(line: str, settings: InputSettings) -> list[str]:

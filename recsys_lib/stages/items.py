@@ -46,7 +46,7 @@ def categories(spark: SparkSession, settings: Settings) -> DataFrame:
     path = settings.input.category_tree_path
     if not path:
         return spark.createDataFrame([], CATEGORIES_SCHEMA)
-    return categories_frame(spark, read_category_tree(settings.resolve(path)))
+    return categories_frame(spark, read_category_tree(settings.resolve(path), spark))
 
 
 def event_attributes(item_daily: DataFrame, run_date: dt.date) -> DataFrame:

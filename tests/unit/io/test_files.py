@@ -82,10 +82,10 @@ def test_layouts(tmp_path: Path) -> None:
     (tmp_path / "_SUCCESS").write_bytes(b"")
     parts = dataclasses.replace(RR, layout="parts", parts="*")
     found = input_files(parts, str(tmp_path), DayRange.of(dt.date(2015, 6, 2)))
-    assert [p.name for p in found.paths] == ["part-0.csv", "part-1.csv"]
+    assert [Path(p).name for p in found.paths] == ["part-0.csv", "part-1.csv"]
     one = input_files(RR, str(tmp_path / "part-0.csv"), DayRange.of(dt.date(2015, 6, 2)))
     assert one.layout == "file"
-    with pytest.raises(InputError, match="remote input paths"):
+    with pytest.raises(InputError, match="a remote input is listed through Spark"):
         input_files(RR, "s3a://bucket/events.csv", DayRange.of(dt.date(2015, 6, 2)))
 
 
@@ -93,3 +93,20 @@ def test_split_line_like_a_csv_reader() -> None:
     assert split_line('a,"b,c", d', RR) == ["a", "b,c", "d"]
     tsv = dataclasses.replace(RR, format="tsv", quote="")
     assert split_line('a\t"b\tc', tsv) == ["a", '"b', "c"]
+
+
+def test_a_spark_read_failure_names_its_file() -> None:
+    from recsys_lib.io.files import file_key, read_error
+
+    text = (
+        "An error occurred while calling o49.count.\n: org.apache.spark.SparkException: "
+        "[FAILED_READ_FILE.NO_HINT] Encountered error while reading file "
+        "s3a://bucket/events/events_2026-10-01.csv.gz.  SQLSTATE: KD001\n\tat org.apache...\n"
+        "Caused by: java.io.EOFException: Unexpected end of input stream\n\tat org.apache..."
+    )
+    error = read_error(RuntimeError(text))
+    assert error is not None and error.path == "s3a://bucket/events/events_2026-10-01.csv.gz"
+    assert str(error).startswith("Spark could not read the file (EOFException: Unexpected end")
+    assert read_error(RuntimeError("something else")) is None
+    assert file_key("file:/tmp/a%20b.csv") == "/tmp/a b.csv"
+    assert file_key("s3a://bucket/k%2Bey.csv") == "s3a://bucket/k+ey.csv"
