@@ -28,9 +28,11 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt -e ".[dev]"
 	touch $@
 
-# Delta Lake jars from Maven Central, once; later runs work offline.
+# Delta Lake jars from Maven Central, once; later runs work offline. The s3a:// jars
+# (hadoop-aws and a few AWS SDK modules) go to a cache of their own.
 $(JARS): $(INSTALLED) conf/base.yaml
 	$(BIN)/recsys setup-jars
+	$(BIN)/recsys setup-jars --object-store
 	touch $@
 
 # The driver JVM's class archive (paths.jvm_archive): each spark-submit starts ~3 s sooner.
@@ -79,9 +81,11 @@ lint: setup
 airflow: setup
 	AIRFLOW_CONN_SPARK_DEFAULT="$$($(BIN)/recsys spark-connection)" $(BIN)/airflow standalone
 
-# MLflow UI on http://localhost:5000 over the configured tracking store.
+# MLflow UI on http://localhost:$(MLFLOW_PORT) over the configured tracking store
+# (tests/unit/test_make_mlflow.py starts it and asks it for its health).
+MLFLOW_PORT ?= 5000
 mlflow: setup
-	$(BIN)/mlflow ui --port 5000 --backend-store-uri \
+	$(BIN)/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) --backend-store-uri \
 	  "$$($(BIN)/python -c 'from recsys_lib.config import load_settings; print(load_settings().tracking_uri)')"
 
 # Removes what runs produced (tables, MLflow store, Airflow home, generated data);

@@ -199,6 +199,24 @@ def backfill(
     return seconds
 
 
+def history_and_nights(
+    settings: Settings,
+    first_day: dt.date,
+    nights: Sequence[dt.date],
+    *,
+    progress: Progress | None = None,
+) -> None:
+    """A new warehouse up to its last night: the history stages from ``first_day`` to the
+    last night in one range pass, then the nights' own stages in date order; the first night
+    only up to its candidates (it has no yesterday's candidates to label). The same rows as
+    whole nights one after another."""
+    backfill(settings, HISTORY_STAGES, DayRange(first_day, nights[-1]), progress=progress)
+    backfill(settings, FIRST_NIGHT_STAGES, DayRange.of(nights[0]), progress=progress)
+    if len(nights) > 1:
+        later = DayRange(nights[1], nights[-1])
+        backfill(settings, WINDOWED_STAGES, later, progress=progress)
+
+
 def _stages(value: str) -> list[str]:
     from recsys_lib.pipeline import NIGHTLY, STAGES
 
@@ -235,19 +253,80 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def query(settings: Settings, sql: str, limit: int) -> str:
-    """Result of Spark SQL over the registered tables, as a text table."""
+QUERY_FORMATS = ("text", "csv", "json")
+
+
+class MissingTableError(LookupError):
+    """A query names a table that no stage has written yet."""
+
+
+def query(settings: Settings, sql: str, limit: int, output: str = "text") -> str:
+    """Result of Spark SQL over the registered tables as a text table, CSV (with a header) or
+    JSON (an array of objects; dates and times in ISO 8601). Reads only: a table that does
+    not exist yet is not created, and a query that names one fails with its name.
+    ``limit`` 0 returns every row."""
+    from pyspark.errors import AnalysisException
+
     from recsys_lib.runtime.spark import get_spark
     from recsys_lib.warehouse.storage import register_tables
 
+    if output not in QUERY_FORMATS:
+        raise ValueError(f"unknown format {output!r}; known: {', '.join(QUERY_FORMATS)}")
     spark = get_spark(settings)
-    register_tables(spark, settings)
-    frame = spark.sql(sql).limit(limit).toPandas()
-    return frame.to_string(index=False, max_colwidth=40) if len(frame) else "(no rows)"
+    missing = register_tables(spark, settings, create_missing=False)
+    try:
+        frame = spark.sql(sql)
+        rows = (frame.limit(limit) if limit > 0 else frame).collect()
+    except AnalysisException as exc:
+        named = [name for name in missing if name.split(".")[-1] in str(exc)]
+        if exc.getCondition() == "TABLE_OR_VIEW_NOT_FOUND" and named:
+            raise MissingTableError(
+                f"table {named[0]} does not exist in {settings.warehouse} yet: no stage has "
+                "written it (`recsys run` or a DAG run creates it)"
+            ) from None
+        raise
+    return format_rows(frame.columns, [tuple(r) for r in rows], output)
+
+
+def format_rows(columns: Sequence[str], rows: Sequence[tuple[Any, ...]], output: str) -> str:
+    """Rows as ``text`` (aligned columns), ``csv`` or ``json``."""
+    import csv
+    import io
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dt.date | dt.datetime):
+            return value.isoformat()
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if hasattr(value, "asDict"):
+            return plain(value.asDict(recursive=True))
+        return value
+
+    if output == "json":
+        records = [dict(zip(columns, (plain(v) for v in row), strict=True)) for row in rows]
+        return json.dumps(records, default=str, ensure_ascii=False)
+    if output == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(
+                json.dumps(v, default=str) if isinstance(v, list | dict) else v
+                for v in (plain(v) for v in row)
+            )
+        return buffer.getvalue().rstrip("\n")
+    if not rows:
+        return "(no rows)"
+    import pandas as pd
+
+    frame = pd.DataFrame([[plain(v) for v in row] for row in rows], columns=list(columns))
+    return frame.to_string(index=False, max_colwidth=40)
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
-    print(query(settings, args.sql, args.limit))
+    print(query(settings, args.sql, args.limit, args.format))
     return 0
 
 
@@ -271,7 +350,7 @@ def cmd_check_input(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_setup_jars(args: argparse.Namespace, settings: Settings) -> int:
     from recsys_lib.runtime.spark import resolve_jars
 
-    for jar in resolve_jars(settings):
+    for jar in resolve_jars(settings, object_store=args.object_store):
         print(jar)
     return 0
 
@@ -361,14 +440,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     # Whole nights for the three days before the last: the Airflow night then has samples
     # of three label days (training, validation, holdout) and trains the first ranker.
     nights = days(last - dt.timedelta(days=DEMO_NIGHTS), last - dt.timedelta(days=1))
-    # The history stages of every day up to the last night in one range pass, then the
-    # nights' own stages day by day: the same rows as whole nights one after another.
-    print(f"[demo] backfilling {'+'.join(HISTORY_STAGES)} for {first} .. {nights[-1]}")
-    backfill(settings, HISTORY_STAGES, DayRange(first, nights[-1]), progress=Progress(0, "demo"))
-    print(f"[demo] nightly stages in-process for {nights[0]} .. {nights[-1]}")
-    backfill(settings, FIRST_NIGHT_STAGES, DayRange.of(nights[0]), progress=Progress(0, "demo"))
-    later = DayRange(nights[1], nights[-1])
-    backfill(settings, WINDOWED_STAGES, later, progress=Progress(0, "demo"))
+    print(f"[demo] backfilling {'+'.join(HISTORY_STAGES)} for {first} .. {nights[-1]}, then")
+    print(f"[demo] the nightly stages in-process for {nights[0]} .. {nights[-1]}")
+    history_and_nights(settings, first, nights, progress=Progress(0, "demo"))
     so_far = _clock(time.perf_counter() - started)
     print(f"[demo] airflow dags test recsys_nightly {last} ({so_far} so far)")
     airflow_started = time.perf_counter()
@@ -376,6 +450,22 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"[demo] the Airflow night took {_clock(time.perf_counter() - airflow_started)}")
     print(summary(settings, last))
     print(f"[demo] done in {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+def cmd_local_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    """A Spark standalone master and worker on 127.0.0.1 until Ctrl-C."""
+    from recsys_lib.devtools.local_cluster import local_cluster
+
+    folder = Path(settings.resolve(".cache/spark/local-cluster"))
+    with local_cluster(folder, cores=args.cores, memory=args.memory, port=args.port) as cluster:
+        print(f"master {cluster.master_url}, UI {cluster.ui_url}, logs in {folder}")
+        print(f"run on it: RECSYS__SPARK__MASTER={cluster.master_url} recsys ...  (Ctrl-C stops)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -453,7 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("query", help="Spark SQL over the registered Delta tables")
     p.add_argument("sql")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50, help="at most this many rows; 0 = all")
+    p.add_argument("--format", choices=QUERY_FORMATS, default="text", help="output format")
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("dags-test", help="airflow dags test recsys_nightly DATE, project env")
@@ -477,12 +568,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="seed of the stratified split")
     p.set_defaults(func=cmd_benchmark)
 
-    sub.add_parser("setup-jars", help="resolve the Delta jars into the local cache").set_defaults(
-        func=cmd_setup_jars
+    p = sub.add_parser("setup-jars", help="resolve the Delta jars into the local cache")
+    p.add_argument(
+        "--object-store",
+        action="store_true",
+        help="the s3a:// jars instead (spark.object_store_packages)",
     )
+    p.set_defaults(func=cmd_setup_jars)
     sub.add_parser(
         "setup-jvm", help="build the driver JVM's class archive (paths.jvm_archive)"
     ).set_defaults(func=cmd_setup_jvm)
+    p = sub.add_parser("local-cluster", help="a Spark standalone master + worker on 127.0.0.1")
+    p.add_argument("--port", type=int, default=7077)
+    p.add_argument("--cores", type=int, default=2, help="cores the worker offers")
+    p.add_argument("--memory", default="3g", help="memory the worker offers its executors")
+    p.set_defaults(func=cmd_local_cluster)
+
     sub.add_parser("docs-tables", help="regenerate docs/tables.md").set_defaults(
         func=cmd_docs_tables
     )

@@ -40,6 +40,7 @@ class PathSettings:
     warehouse: str
     jars_cache: str
     jvm_archive: str = ""  # class-data archive of the driver JVM (make setup); "" = none
+    object_store_jars_cache: str = ".cache/ivy-s3"  # spark.object_store_packages (s3a://)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class SparkSettings:
     conf: Mapping[str, str] = field(default_factory=dict)
     submit_java_options: str = ""
     concurrent_actions: int = 4  # independent Spark actions a stage runs side by side; 1 = none
+    # s3a:// support, resolved apart and added to sessions whose paths are on object storage.
+    object_store_packages: tuple[str, ...] = ()
+    object_store_excludes: tuple[str, ...] = ()  # group:artifact left out of their resolution
 
 
 @dataclass(frozen=True)
@@ -317,6 +321,18 @@ class RecommendSettings:
 
 
 @dataclass(frozen=True)
+class ServingSettings:
+    """The PostgreSQL serving table of recs.user_recommendations (docs/deployment.md)."""
+
+    enabled: bool = False
+    url: str = ""  # postgresql://user@host:port/database, no password (PGPASSWORD has it)
+    conn_id: str = ""  # or an Airflow connection (AIRFLOW_CONN_<ID>) instead of url
+    schema: str = "recsys"
+    table: str = "user_recommendations"
+    batch_rows: int = 10000  # rows per JDBC batch insert
+
+
+@dataclass(frozen=True)
 class ImportanceSettings:
     event_values: Mapping[str, float]  # weight of a sample by its label: none, view, cart, purchase
     recency_half_life_days: float  # halves with each half-life since the user's last event
@@ -373,6 +389,7 @@ class Settings:
     ranker: RankerSettings
     recommend: RecommendSettings
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
 
     def resolve(self, path: str) -> str:
         """Absolute form of a configured path; URIs (``s3a://``, ``file:``) are kept."""
@@ -388,6 +405,21 @@ class Settings:
     @property
     def jars_cache(self) -> str:
         return self.resolve(self.paths.jars_cache)
+
+    @property
+    def object_store_jars_cache(self) -> str:
+        return self.resolve(self.paths.object_store_jars_cache)
+
+    @property
+    def uses_object_store(self) -> bool:
+        """Whether the warehouse or an input lives on S3-compatible storage (``s3a://``)."""
+        paths = (
+            self.paths.warehouse,
+            self.input.events_path,
+            self.input.item_properties_path,
+            self.input.category_tree_path,
+        )
+        return any(p.startswith("s3a://") for p in paths)
 
     @property
     def tracking_uri(self) -> str:

@@ -51,6 +51,20 @@ def table_frame(spark: object, table: object, rows: list[tuple]) -> object:
 
 
 @pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One PostgreSQL server for the whole test run (the wheel's server, on 127.0.0.1),
+    stopped at the end; its password is in PGPASSWORD while it runs, as in a deployment."""
+    from recsys_lib.devtools.local_postgres import local_postgres
+
+    with local_postgres(tmp_path_factory.mktemp("postgres")) as server:
+        os.environ["PGPASSWORD"] = server.password
+        try:
+            yield server
+        finally:
+            os.environ.pop("PGPASSWORD", None)
+
+
+@pytest.fixture(scope="session")
 def spark_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("spark_home")
 

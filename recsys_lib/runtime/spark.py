@@ -49,22 +49,30 @@ def _spark_provided_artifacts() -> set[str]:
     return {_artifact_name(p.name, ivy=False) for p in jars_dir.glob("*.jar")}
 
 
-def cached_jars(settings: Settings) -> list[str]:
-    """Jars from the local Ivy cache that Spark does not already ship; raises if not resolved.
-
-    Ivy also brings Delta's transitive dependencies that Spark itself provides (Hadoop,
-    Parquet, Jackson, log4j) in older versions; those are left out to keep one copy of each.
-    """
-    jars_dir = Path(settings.jars_cache) / "jars"
+def _cache_jars(cache: str, packages: tuple[str, ...]) -> list[str]:
+    jars_dir = Path(cache) / "jars"
     provided = _spark_provided_artifacts()
     jars = sorted(
         str(p) for p in jars_dir.glob("*.jar") if _artifact_name(p.name, ivy=True) not in provided
     )
     if not jars:
         raise MissingJarsError(
-            f"no Delta Lake jars in {jars_dir}; run `make setup` once (it resolves "
-            f"{', '.join(settings.spark.packages)} from Maven Central)"
+            f"no jars in {jars_dir}; run `make setup` once (it resolves "
+            f"{', '.join(packages)} from Maven Central)"
         )
+    return jars
+
+
+def cached_jars(settings: Settings) -> list[str]:
+    """Jars from the local Ivy caches that Spark does not already ship; raises if not
+    resolved: Delta Lake's, and the object store's when a path is ``s3a://``.
+
+    Ivy also brings Delta's transitive dependencies that Spark itself provides (Hadoop,
+    Parquet, Jackson, log4j) in older versions; those are left out to keep one copy of each.
+    """
+    jars = _cache_jars(settings.jars_cache, settings.spark.packages)
+    if settings.uses_object_store:
+        jars += _cache_jars(settings.object_store_jars_cache, settings.spark.object_store_packages)
     return jars
 
 
@@ -81,7 +89,9 @@ def session_conf(settings: Settings, *, with_jars: bool = True) -> dict[str, str
         "spark.driver.memory": settings.spark.driver_memory,
         "spark.executor.memory": settings.spark.executor_memory,
         "spark.executor.cores": str(settings.spark.executor_cores),
-        "spark.sql.warehouse.dir": settings.warehouse + "/_spark_warehouse",
+        # The session catalog's own folder (schemas, managed tables; recsys has none of the
+        # latter): local scratch, so that registering names never writes into the warehouse.
+        "spark.sql.warehouse.dir": str(settings.home / ".cache" / "spark" / "catalog"),
         "spark.ui.showConsoleProgress": "false",
         # Executors run the same interpreter (and so the installed recsys_lib) as the driver.
         "spark.pyspark.python": sys.executable,
@@ -224,22 +234,30 @@ def concurrently(
     return results
 
 
-def resolve_jars(settings: Settings) -> list[str]:
-    """Download the configured Maven packages into the local cache (needs the network once)."""
+def resolve_jars(settings: Settings, *, object_store: bool = False) -> list[str]:
+    """Download the configured Maven packages into the local cache (needs the network once):
+    ``spark.packages``, or with ``object_store`` ``spark.object_store_packages`` into their
+    own cache."""
     from pyspark.sql import SparkSession
 
-    ivy = Path(settings.jars_cache)
+    if object_store:
+        cache, packages = settings.object_store_jars_cache, settings.spark.object_store_packages
+        excludes = settings.spark.object_store_excludes
+    else:
+        cache, packages, excludes = settings.jars_cache, settings.spark.packages, ()
+    ivy = Path(cache)
     ivy.mkdir(parents=True, exist_ok=True)
-    spark = (
+    builder = (
         SparkSession.builder.master("local[1]")
         .appName("recsys-resolve-jars")
-        .config("spark.jars.packages", ",".join(settings.spark.packages))
+        .config("spark.jars.packages", ",".join(packages))
         .config("spark.jars.ivy", str(ivy))
         .config("spark.ui.enabled", "false")
-        .getOrCreate()
     )
-    spark.stop()
-    jars = cached_jars(settings)
+    if excludes:
+        builder = builder.config("spark.jars.excludes", ",".join(excludes))
+    builder.getOrCreate().stop()
+    jars = _cache_jars(cache, packages)
     log.info("resolved %d jars into %s", len(jars), ivy / "jars")
     return jars
 

@@ -43,6 +43,8 @@ def _open_experiment(settings: Settings) -> str:
     experiment = mlflow.get_experiment_by_name(settings.mlflow.experiment)
     if experiment is not None:
         return str(experiment.experiment_id)
+    if not settings.mlflow.artifact_root:  # a tracking server's own artifact store
+        return str(mlflow.create_experiment(settings.mlflow.experiment))
     artifact_root = settings.resolve(settings.mlflow.artifact_root)
     location = artifact_root if "://" in artifact_root else Path(artifact_root).as_uri()
     return str(mlflow.create_experiment(settings.mlflow.experiment, artifact_location=location))

@@ -29,6 +29,7 @@ from recsys_lib.stages.inputs import features_of_day
 from recsys_lib.transforms.top_n import top_n_per
 from recsys_lib.warehouse import quality
 from recsys_lib.warehouse.publish import publish, write_staged
+from recsys_lib.warehouse.serving import publish_serving
 from recsys_lib.warehouse.storage import read_partition, read_window
 from recsys_lib.warehouse.tables import (
     CANDIDATES,
@@ -202,7 +203,11 @@ def recommend_day(spark: SparkSession, settings: Settings, run_date: dt.date) ->
         staged, purchases(spark, settings, run_date), candidate_users, yesterday_rows, settings
     )
     publish(spark, settings, USER_RECOMMENDATIONS, staged, checks, run_date)
+    served = {}
+    if settings.serving.enabled:
+        served = {"served_rows": float(publish_serving(staged, settings.serving, run_date))}
     return {
+        **served,
         "ranked_by_champion": 0.0 if champion is None else 1.0,
         **{f"{c.name}": c.value for c in checks if c.threshold is None and "." not in c.name},
     }

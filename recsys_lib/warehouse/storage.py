@@ -91,22 +91,35 @@ def ensure_tables(spark: SparkSession, settings: Settings) -> None:
         done.add(settings.warehouse)
 
 
-def register_tables(spark: SparkSession, settings: Settings) -> None:
-    """Register every table as ``schema.table`` in this session's catalog (for SQL).
+def register_tables(
+    spark: SparkSession, settings: Settings, *, create_missing: bool = True
+) -> tuple[str, ...]:
+    """Register every table as ``schema.table`` in this session's catalog (for SQL); returns
+    the names of the tables left out because they do not exist yet.
 
-    Done once per session and warehouse; a session that moves to another warehouse (tests
-    do) re-points the names.
+    With ``create_missing`` (the stages' sessions) missing tables are created empty first;
+    without it (``recsys query``, analysts) nothing in the warehouse is written and missing
+    tables stay unregistered. Done once per session and warehouse; a session that moves to
+    another warehouse (tests do) re-points the names.
     """
     if _registered.get(id(spark)) == settings.warehouse:
-        return
-    ensure_tables(spark, settings)
+        return ()
+    if create_missing:
+        ensure_tables(spark, settings)
+    missing = []
     for table in ALL_TABLES:
         if not spark.catalog.databaseExists(table.schema_name):
             spark.sql(f"CREATE SCHEMA {table.schema_name}")
         # The tables are external (they have a LOCATION): dropping forgets the name only.
         spark.sql(f"DROP TABLE IF EXISTS {table.name}")
-        spark.sql(f"CREATE TABLE {table.name} USING DELTA LOCATION '{table_path(settings, table)}'")
-    _registered[id(spark)] = settings.warehouse
+        path = table_path(settings, table)
+        if not create_missing and delta_version(spark, path) < 0:
+            missing.append(table.name)
+            continue
+        spark.sql(f"CREATE TABLE {table.name} USING DELTA LOCATION '{path}'")
+    if not missing:
+        _registered[id(spark)] = settings.warehouse
+    return tuple(missing)
 
 
 def read_table(spark: SparkSession, settings: Settings, table: TableContract) -> DataFrame:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
+from recsys_lib.devtools.generator import GenerationSummary
 from recsys_lib.devtools.snapshot import comparable
 from recsys_lib.warehouse.storage import read_table
 from recsys_lib.warehouse.tables import (
@@ -55,12 +59,21 @@ SMALL_MODELS = {
 USER_TABLES = tuple(t for t in OUTPUT_TABLES if C.USER_ID in t.column_names)
 
 
-def snapshot(spark: SparkSession, settings: Settings) -> dict[str, list[tuple]]:
+def snapshot(
+    spark: SparkSession, settings: Settings, *, file_names: bool = False
+) -> dict[str, list[tuple]]:
     """Sorted rows of every clean/features/recs table, and the raw tables without their
-    ingest time."""
+    ingest time; with ``file_names``, input files by their names only (the same files read
+    from another place)."""
     tables: dict[str, DataFrame] = {t.name: read_table(spark, settings, t) for t in OUTPUT_TABLES}
     for raw in (RAW_EVENTS, RAW_ITEMS):
         tables[raw.name] = read_table(spark, settings, raw).drop(C.INGESTED_AT)
+    if file_names:
+        name = F.regexp_extract(F.col(C.SOURCE_FILE), r"([^/]+)$", 1)
+        tables = {
+            n: df.withColumn(C.SOURCE_FILE, name) if C.SOURCE_FILE in df.columns else df
+            for n, df in tables.items()
+        }
     return {
         name: sorted((comparable(tuple(r)) for r in df.collect()), key=repr)  # type: ignore[misc]
         for name, df in tables.items()
@@ -274,3 +287,23 @@ def assert_ranker_declined(spark: SparkSession, settings: Settings, day: dt.date
     assert load_champion(settings) is None
     recs = read_table(spark, settings, USER_RECOMMENDATIONS).filter(F.col(C.DT) == day)
     assert [r[0] for r in recs.select(C.MODEL_VERSION).distinct().collect()] == ["union"]
+
+
+def run_python_blocks(markdown: Path) -> dict[str, Any]:
+    """Run the ```python blocks of a document in order, in one namespace, and return it: a
+    documented recipe is tested as the reader will copy it."""
+    namespace: dict[str, Any] = {}
+    blocks = re.findall(r"^```python\n(.*?)^```", markdown.read_text(), flags=re.M | re.S)
+    assert blocks, f"no python blocks in {markdown}"
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"{markdown.name} block {number}", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def shop_inputs(shop: GenerationSummary) -> dict[str, str]:
+    """Settings overrides (``INPUT__…``) that read a generated shop where it was written."""
+    return {
+        "INPUT__EVENTS_PATH": str(shop.out_dir / "events"),
+        "INPUT__ITEM_PROPERTIES_PATH": str(shop.out_dir / "item_properties.csv"),
+        "INPUT__CATEGORY_TREE_PATH": str(shop.out_dir / "category_tree.csv"),
+    }

@@ -21,6 +21,7 @@ from recsys_lib.pipeline import HISTORY_STAGES, StageError
 from recsys_lib.warehouse.storage import read_table, table_version
 from recsys_lib.warehouse.tables import ALL_TABLES, STAGE_RUNS, TableContract
 from tests.conftest import make_settings
+from tests.integration.helpers import shop_inputs
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -36,12 +37,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory):
 
 
 def shop_settings(home: Path, shop) -> Settings:
-    return make_settings(
-        home,
-        INPUT__EVENTS_PATH=str(shop.out_dir / "events"),
-        INPUT__ITEM_PROPERTIES_PATH=str(shop.out_dir / "item_properties.csv"),
-        INPUT__CATEGORY_TREE_PATH=str(shop.out_dir / "category_tree.csv"),
-    )
+    return make_settings(home, **shop_inputs(shop))
 
 
 @pytest.fixture(scope="module")

@@ -1,24 +1,42 @@
-"""The real DAG through `airflow dags test` on a generated shop: history and three nightly
-runs in-process (the ranker needs three label days), the next night through Airflow (it
-trains, promotes and serves the first ranker), then a rerun that must change nothing."""
+"""The real DAG on the live scheduler: Airflow's scheduler, DAG processor and API server
+(LocalExecutor) over a real PostgreSQL server, MLflow's tracking server over PostgreSQL,
+and the serving store in PostgreSQL, as a deployment runs them.
+
+History and two nights run in-process (the ranker needs three label days); then
+`airflow backfill create` asks the scheduler for the next two nights, each stage a
+spark-submit task; the test follows the runs through Airflow's REST API until they succeed,
+checks the tables (the second night trains, promotes and serves the first ranker, in
+MLflow's registry on the server, and publishes the lists to the serving table), and reruns
+the last night in-process, which must change nothing."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import time
+from contextlib import closing
 from pathlib import Path
 
+import polars as pl
 import pytest
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
-from recsys_lib.cli import airflow_dags_test, backfill, days, run_days
-from recsys_lib.dates import DayRange
+from recsys_lib.cli import airflow_environment, days, history_and_nights, run_days
 from recsys_lib.devtools.generator import generate_shop
+from recsys_lib.devtools.local_services import airflow_services, get, mlflow_server
 from recsys_lib.models.registry import load_champion
-from recsys_lib.pipeline import HISTORY_STAGES, NIGHTLY
-from recsys_lib.warehouse.storage import read_table
-from recsys_lib.warehouse.tables import CLEAN_ITEMS, MODEL_EVALUATION
+from recsys_lib.pipeline import NIGHTLY
+from recsys_lib.warehouse.serving import connection, served_night
+from recsys_lib.warehouse.storage import read_table, table_path
+from recsys_lib.warehouse.tables import (
+    ALL_TABLES,
+    CLEAN_ITEMS,
+    MODEL_EVALUATION,
+    QUALITY_CHECKS,
+    USER_PORTRAIT,
+    USER_RECOMMENDATIONS,
+)
 from tests.conftest import REPO, TEST_DRIVER_MEMORY, TEST_KEY, make_settings
 from tests.integration.helpers import (
     SMALL_MODELS,
@@ -29,16 +47,21 @@ from tests.integration.helpers import (
     assert_recommendations_sound,
     assert_reconciled,
     assert_samples_labelled,
+    run_python_blocks,
     snapshot,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.deployment]
+
+RUNS_TIMEOUT = 1800  # two Airflow nights of ten spark-submit tasks each
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory):
+def project(tmp_path_factory: pytest.TempPathFactory, postgres):
     home = tmp_path_factory.mktemp("project")
     shop = generate_shop(home / "data" / "shop", "default", scale=0.5, days=6)
+    for database in ("airflow", "mlflow", "serving"):
+        postgres.create_database(database)
     environ = {
         "RECSYS_HOME": str(home),
         "RECSYS_CONF_DIR": str(REPO / "conf"),
@@ -47,40 +70,96 @@ def project(tmp_path_factory: pytest.TempPathFactory):
         "RECSYS__SPARK__SHUFFLE_PARTITIONS": "2",
         "RECSYS__SPARK__DRIVER_MEMORY": TEST_DRIVER_MEMORY,
         **SMALL_MODELS,
+        "RECSYS__SERVING__ENABLED": "true",
+        "RECSYS__SERVING__URL": postgres.url("serving"),
         "RECSYS_PSEUDONYM_KEY": TEST_KEY,
+        "PGPASSWORD": postgres.password,
+        "RECSYS_DAG_RETRIES": "0",
         "AIRFLOW_HOME": str(home / "airflow_home"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Only the backfill's runs: no scheduled run of today's interval beside them.
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
     }
     saved = dict(os.environ)
     os.environ.update(environ)
     os.environ.pop("AIRFLOW_CONN_SPARK_DEFAULT", None)
+    mlflow_db = postgres.url("mlflow", driver="postgresql+psycopg2")
     try:
-        yield (
-            make_settings(
-                Path(home), **{k.removeprefix("RECSYS__"): v for k, v in SMALL_MODELS.items()}
-            ),
-            shop,
-        )
+        with mlflow_server(home / "mlflow_server", mlflow_db, dict(os.environ)) as tracking:
+            os.environ["RECSYS__MLFLOW__TRACKING_URI"] = tracking.url
+            os.environ["RECSYS__MLFLOW__ARTIFACT_ROOT"] = ""  # the server stores them
+            overrides = {
+                **{k.removeprefix("RECSYS__"): v for k, v in SMALL_MODELS.items()},
+                "MLFLOW__TRACKING_URI": tracking.url,
+                "MLFLOW__ARTIFACT_ROOT": "",
+                "SERVING__ENABLED": "true",
+                "SERVING__URL": postgres.url("serving"),
+            }
+            yield make_settings(Path(home), **overrides), shop, postgres, tracking
     finally:
         os.environ.clear()
         os.environ.update(saved)
 
 
-def test_a_nightly_run_through_airflow_then_a_rerun_change_nothing(spark, project) -> None:
-    settings, shop = project
-    nights = days(shop.last_day - dt.timedelta(days=3), shop.last_day - dt.timedelta(days=1))
+def wait_for_runs(airflow, logical_dates: list[dt.date]) -> dict[dt.date, dict]:
+    """Follow the DAG's runs through the REST API until those of ``logical_dates`` end;
+    fail with the failed tasks' log tails if one fails."""
+    deadline = time.monotonic() + RUNS_TIMEOUT
+    while True:
+        runs = airflow.api("dags/recsys_nightly/dagRuns?limit=100")["dag_runs"]
+        mine = {
+            dt.date.fromisoformat(r["logical_date"][:10]): r
+            for r in runs
+            if r["logical_date"] and dt.date.fromisoformat(r["logical_date"][:10]) in logical_dates
+        }
+        states = {d: r["state"] for d, r in mine.items()}
+        if "failed" in states.values():
+            failed = [d for d, s in states.items() if s == "failed"]
+            logs = sorted(Path(airflow.env["AIRFLOW_HOME"], "logs").rglob("*.log"))
+            tails = "\n".join(f"{p}: {p.read_text()[-1500:]}" for p in logs[-3:])
+            raise AssertionError(f"runs failed: {failed}; {states}\n{tails}")
+        if len(mine) == len(logical_dates) and set(states.values()) == {"success"}:
+            return mine
+        assert time.monotonic() < deadline, f"runs not done in {RUNS_TIMEOUT}s: {states}"
+        time.sleep(10)
+
+
+def test_two_nights_through_the_live_scheduler_then_a_rerun_change_nothing(spark, project) -> None:
+    settings, shop, postgres, tracking = project
+    nights = days(shop.last_day - dt.timedelta(days=3), shop.last_day - dt.timedelta(days=2))
+    backfilled = [shop.last_day - dt.timedelta(days=1), shop.last_day]
     last = shop.last_day
-    # History in one range pass (equal to day by day: test_backfill), then the nights' own
-    # stages in date order. The first night has no yesterday's candidates to label, so it
-    # runs only up to what the next night reads: its candidates.
-    backfill(settings, HISTORY_STAGES, DayRange(shop.first_day, nights[-1]))
-    run_days(settings, C.FIRST_NIGHT_STAGES, nights[:1])
-    run_days(settings, C.WINDOWED_STAGES, nights[1:])
+    history_and_nights(settings, shop.first_day, nights)
     assert load_champion(settings) is None  # two label days so far: no ranker yet
 
-    airflow_dags_test(settings, last)
-    for day in (nights[-1], last):
+    env = airflow_environment(settings)  # the Spark connection, the project's PATH
+    airflow_db = postgres.url("airflow", driver="postgresql+psycopg2")
+    with airflow_services(Path(settings.home) / "airflow_services", airflow_db, env) as airflow:
+        deadline = time.monotonic() + 180
+        while get(f"{airflow.url}/api/v2/dags/recsys_nightly")[0] != 200:
+            assert time.monotonic() < deadline, "the DAG processor did not parse the DAG"
+            time.sleep(2)
+        airflow.cli("dags", "unpause", "recsys_nightly")
+        started = time.perf_counter()
+        airflow.cli(
+            "backfill", "create", "--dag-id", "recsys_nightly",
+            "--from-date", backfilled[0].isoformat(), "--to-date", backfilled[-1].isoformat(),
+            "--max-active-runs", "1",
+        )  # fmt: skip
+        runs = wait_for_runs(airflow, backfilled)
+        print(f"two backfilled nights through the scheduler: {time.perf_counter() - started:.0f}s")
+        assert all(r["run_type"] == "backfill" for r in runs.values())
+        first, second = (runs[d] for d in backfilled)
+        assert first["end_date"] <= second["start_date"]  # one after the other, in date order
+        tasks = airflow.api(f"dags/recsys_nightly/dagRuns/{second['dag_run_id']}/taskInstances")
+        assert {t["task_id"]: t["state"] for t in tasks["task_instances"]} == dict.fromkeys(
+            NIGHTLY, "success"
+        )
+        status, page = get(airflow.url)
+        assert status == 200 and b"Airflow" in page  # the UI answers
+
+    for day in backfilled:
         checks = assert_reconciled(spark, settings, day)
         assert checks["rejected_rows"] > 0 and checks["duplicate_rows"] > 0  # generator's dirt
         assert_features_filled(spark, settings, day)
@@ -102,11 +181,62 @@ def test_a_nightly_run_through_airflow_then_a_rerun_change_nothing(spark, projec
         .collect()
     }
     assert accuracy[("lightgbm", 1)] > accuracy[("most_frequent", 1)]
+
+    # The champion lives in the tracking server's registry (PostgreSQL behind it).
+    status, body = get(f"{tracking.url}/api/2.0/mlflow/registered-models/get?name=recsys-ranker")
+    assert status == 200 and b"champion" in body
+    # The serving table holds the last night's lists, as published.
+    serving = connection(settings.serving)
+    assert served_night(serving, settings.serving) == last
+    with closing(serving.connect()) as db, db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM recsys.user_recommendations")
+        served = cur.fetchone()[0]
+    published = read_table(spark, settings, USER_RECOMMENDATIONS).filter(F.col(C.DT) == last)
+    assert served == published.count() > 0
+
     before = snapshot(spark, settings)
     champion = load_champion(settings)
-
     run_days(settings, NIGHTLY, [last])
     after = snapshot(spark, settings)
     for table, rows in before.items():
         assert after[table] == rows, f"{table} changed on rerun"
     assert load_champion(settings) == champion  # the same model: the same registry version
+
+
+def test_analysts_read_every_table_without_spark(spark, project, monkeypatch) -> None:
+    """docs/analysts.md's recipes, run as written from the project folder of the night above:
+    delta-rs reads every table with Spark's rows, and the recipes' answers are Spark's."""
+    settings = project[0]
+    for table in ALL_TABLES:
+        rows = pl.read_delta(table_path(settings, table))
+        expected = read_table(spark, settings, table)
+        assert rows.columns == expected.columns, table.name
+        assert rows.height == expected.count() > 0, table.name
+
+    monkeypatch.chdir(settings.home)
+    found = run_python_blocks(REPO / "docs" / "analysts.md")
+
+    recs = read_table(spark, settings, USER_RECOMMENDATIONS)
+    latest = recs.agg(F.max(C.DT)).first()[0]
+    assert found["latest"] == latest
+    user = found["some_user"].item()
+    assert found["one_list"]["item_id"].to_list() == [
+        r[C.ITEM_ID]
+        for r in recs.filter((F.col(C.DT) == latest) & (F.col(C.USER_ID) == user))
+        .orderBy(C.RANK)
+        .collect()
+    ]
+    assert {
+        (r["dt"], r["source"], r["items"]) for r in found["by_source"].iter_rows(named=True)
+    } == {
+        (r[C.DT], r[C.SOURCE], r["count"]) for r in recs.groupBy(C.DT, C.SOURCE).count().collect()
+    }
+    assert found["history"][0]["version"] == found["table"].version() > 0
+    assert found["before"].height > 0
+
+    checks = read_table(spark, settings, QUALITY_CHECKS).filter(~F.col(C.PASSED))
+    assert len(found["failed_checks"]) == checks.count()
+    portraits = read_table(spark, settings, USER_PORTRAIT)
+    assert sorted(found["segments"]) == sorted(
+        tuple(r) for r in portraits.groupBy(C.DT, C.RFM_SEGMENT).count().collect()
+    )

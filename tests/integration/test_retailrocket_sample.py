@@ -1,5 +1,5 @@
-"""The pipeline on four days of the real RetailRocket sample (a day with a real duplicate):
-the history stages for the first, three nights, then the first night again.
+"""The pipeline on three days of the real RetailRocket sample (a day with a real duplicate):
+the history stages for the first, two nights, then the first night again.
 
 A 5,000-visitor sample has a handful of returning users a day, and on some days none of
 them touches one of their candidates: the ranker stage runs, labels samples, fits what it
@@ -30,11 +30,11 @@ from tests.integration.helpers import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-FIRST, LAST = dt.date(2015, 7, 9), dt.date(2015, 7, 12)
+FIRST, LAST = dt.date(2015, 7, 9), dt.date(2015, 7, 11)
 SPARSE = (C.SOURCE_BOUGHT_TOGETHER,)
 
 
-def test_three_real_days_then_a_rerun(spark, tmp_path) -> None:
+def test_real_days_then_a_rerun(spark, tmp_path) -> None:
     if not RR_SAMPLE.is_file():
         pytest.fail(f"the real sample is missing: {RR_SAMPLE} (../shared must sit beside the repo)")
     # The sample has no item properties: items are known from events only, on the real tree.

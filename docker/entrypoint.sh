@@ -1,0 +1,22 @@
+#!/bin/sh
+# Entry point of the recsys image: secrets from files, then the service's command.
+set -eu
+
+# Docker secrets arrive as files under /run/secrets. For every variable NAME_FILE set by
+# compose.yaml to such a file, export NAME with the file's content, so no secret is written
+# in the compose file, in an image layer or in `docker inspect`. (Other *_FILE variables,
+# such as Airflow's simple_auth_manager_passwords_file, are paths and stay as they are.)
+for var in $(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)_FILE=\/run\/secrets\/.*/\1/p'); do
+  file=$(printenv "${var}_FILE")
+  value=$(cat "$file")
+  export "$var=$value"
+  unset "${var}_FILE"
+done
+
+# The DAG's tasks reach the Spark master of conf/cluster.yaml (one place for it).
+if [ -z "${AIRFLOW_CONN_SPARK_DEFAULT:-}" ]; then
+  AIRFLOW_CONN_SPARK_DEFAULT=$(recsys spark-connection)
+  export AIRFLOW_CONN_SPARK_DEFAULT
+fi
+
+exec "$@"
