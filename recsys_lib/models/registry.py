@@ -115,10 +115,28 @@ def register(settings: Settings, ranker: Ranker, run_id: str) -> str:
     return version
 
 
-def gate(new_ndcg: float, champion_ndcg: float | None, tolerance: float) -> bool:
-    """Whether a new ranker takes the alias: always when there is no champion, otherwise when
-    its holdout NDCG is at least the champion's (same holdout) minus the tolerance."""
-    return champion_ndcg is None or new_ndcg >= champion_ndcg - tolerance
+@dataclass(frozen=True)
+class Baseline:
+    """The best order measured beside a ranker on its holdout without a model: a candidate
+    source's, the candidates' union or the popularity list's, and its NDCG."""
+
+    variant: str
+    ndcg: float
+
+
+def gate(
+    new_ndcg: float,
+    champion_ndcg: float | None,
+    tolerance: float,
+    baseline: Baseline | None = None,
+) -> bool:
+    """Whether a new ranker takes the alias. With a champion: when its holdout NDCG is at
+    least the champion's (same holdout) minus the tolerance. The first ranker: when it beats
+    the best order measured without a model (``baseline``: every single source and the
+    popularity list, on the same users); with nothing measured, it takes it."""
+    if champion_ndcg is not None:
+        return new_ndcg >= champion_ndcg - tolerance
+    return baseline is None or new_ndcg > baseline.ndcg
 
 
 def apply_gate(
@@ -128,14 +146,29 @@ def apply_gate(
     champion: Champion | None,
     champion_ndcg: float | None,
     run_date: dt.date,
+    baseline: Baseline | None = None,
 ) -> bool:
     """Give ``version`` the alias ``champion`` if it passes the gate against ``champion`` (the
-    champion at the start of night ``run_date``); log the decision. A rerun of a past night
-    never takes the alias from a version a later night promoted."""
+    champion at the start of night ``run_date``), or, as the first ranker, against
+    ``baseline``; log the decision. A rerun of a past night never takes the alias from a
+    version a later night promoted."""
     ranker = settings.ranker
     name = ranker.registered_model
-    if not gate(new_ndcg, champion_ndcg, ranker.champion_tolerance):
-        assert champion is not None and champion_ndcg is not None
+    if not gate(new_ndcg, champion_ndcg, ranker.champion_tolerance, baseline):
+        if champion is None:
+            assert baseline is not None
+            log.warning(
+                "%s version %s NOT promoted: the first ranker's holdout NDCG@%d %.4f does not "
+                "beat %s's %.4f; the best measured order serves until a ranker does",
+                name,
+                version,
+                ranker.gate_k,
+                new_ndcg,
+                baseline.variant,
+                baseline.ndcg,
+            )
+            return False
+        assert champion_ndcg is not None
         log.warning(
             "%s version %s NOT promoted: holdout NDCG@%d %.4f < champion %s's %.4f - %.4f; "
             "%s stays the champion",

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib.config import QualitySettings, Settings
 from recsys_lib.dates import window
+from recsys_lib.evaluation import NDCG
 from recsys_lib.models.ranker import score_frame
 from recsys_lib.models.registry import Champion, load_champion
 from recsys_lib.runtime.spark import concurrently
@@ -30,17 +31,19 @@ from recsys_lib.transforms.top_n import top_n_per
 from recsys_lib.warehouse import quality
 from recsys_lib.warehouse.publish import publish, write_staged
 from recsys_lib.warehouse.serving import publish_serving
-from recsys_lib.warehouse.storage import read_partition, read_window
+from recsys_lib.warehouse.storage import read_partition, read_table, read_window
 from recsys_lib.warehouse.tables import (
     CANDIDATES,
     CLEAN_EVENTS,
     ITEM_FEATURES,
+    MODEL_EVALUATION,
     USER_RECOMMENDATIONS,
 )
 
 log = logging.getLogger(__name__)
 
 NO_RANKER = "union"
+SOURCE_ORDER = "source:"  # model_version of lists in one candidate source's order
 NO_CATEGORY = -1
 
 
@@ -63,6 +66,45 @@ def union_scores(candidates: DataFrame) -> DataFrame:
     return candidates.select(
         C.USER_ID, C.ITEM_ID, (F.lit(1.0) / F.col(C.UNION_RANK)).alias(C.SCORE)
     )
+
+
+def source_scores(candidates: DataFrame, source: str) -> DataFrame:
+    """(user_id, item_id, score) in one source's order: the items it found by its rank
+    (scores in (2, 3]), then the user's other candidates in the union's order (in (0, 1))."""
+    rank = F.col(C.source_rank(source))
+    score = F.when(rank.isNotNull(), F.lit(2.0) + F.lit(1.0) / rank).otherwise(
+        F.lit(1.0) / (F.col(C.UNION_RANK) + 1)
+    )
+    return candidates.select(C.USER_ID, C.ITEM_ID, score.alias(C.SCORE))
+
+
+def best_measured_order(
+    spark: SparkSession, settings: Settings, run_date: dt.date
+) -> tuple[str, float, dt.date] | None:
+    """The order without a model (a candidate source's, or the union's) with the best
+    holdout NDCG@``ranker.gate_k`` in the latest ranker evaluation up to ``run_date``: its
+    name, NDCG and holdout day (None before any evaluation)."""
+    orders = (*C.CANDIDATE_SOURCES, C.SOURCE_UNION)
+    measured = (
+        read_table(spark, settings, MODEL_EVALUATION)
+        .filter(
+            (F.col(C.MODEL) == C.MODEL_RANKER)
+            & (F.col(C.DT) <= F.lit(run_date))
+            & (F.col(C.METRIC) == NDCG)
+            & (F.col(C.K) == settings.ranker.gate_k)
+            & F.col(C.VARIANT).isin(*orders)
+        )
+        .select(C.DT, C.VARIANT, C.VALUE)
+        .collect()
+    )
+    if not measured:
+        return None
+    latest = max(r[C.DT] for r in measured)
+    ranked = sorted(
+        (r for r in measured if r[C.DT] == latest),
+        key=lambda r: (-r[C.VALUE], orders.index(r[C.VARIANT])),
+    )
+    return ranked[0][C.VARIANT], float(ranked[0][C.VALUE]), latest
 
 
 def top_k(
@@ -93,12 +135,19 @@ def top_k(
 
 
 def recommendations(
-    spark: SparkSession, settings: Settings, run_date: dt.date, champion: Champion | None
+    spark: SparkSession,
+    settings: Settings,
+    run_date: dt.date,
+    champion: Champion | None,
+    order: str = C.SOURCE_UNION,
 ) -> DataFrame:
-    """The ``recs.user_recommendations`` partition of ``run_date`` (not yet audited)."""
+    """The ``recs.user_recommendations`` partition of ``run_date`` (not yet audited): ranked
+    by ``champion``, or without one in ``order`` (a candidate source's, or the union's)."""
     candidates = read_partition(spark, settings, CANDIDATES, run_date)
-    if champion is None:
+    if champion is None and order == C.SOURCE_UNION:
         scored, version = union_scores(candidates), NO_RANKER
+    elif champion is None:
+        scored, version = source_scores(candidates, order), f"{SOURCE_ORDER}{order}"
     else:
         features = features_of_day(spark, settings, run_date)
         scored, version = score_frame(features, champion.ranker), champion.version
@@ -187,16 +236,30 @@ def recommend_day(spark: SparkSession, settings: Settings, run_date: dt.date) ->
     )
     if candidate_users == 0:
         raise RuntimeError(f"features.candidates has no rows for {run_date}: run `candidates`")
+    order = C.SOURCE_UNION
     if champion is None:
-        log.warning(
-            "no %s@champion yet: ranking by the candidates' union order",
-            settings.ranker.registered_model,
-        )
+        measured = best_measured_order(spark, settings, run_date)
+        if measured is None:
+            log.warning(
+                "no %s@champion and no measured order yet: ranking by the candidates' union",
+                settings.ranker.registered_model,
+            )
+        else:
+            order, ndcg, holdout = measured
+            log.warning(
+                "no %s@champion: ranking by %s's order, the best measured without a model "
+                "(holdout NDCG@%d %.4f on %s)",
+                settings.ranker.registered_model,
+                order,
+                settings.ranker.gate_k,
+                ndcg,
+                holdout,
+            )
     staged = write_staged(
         spark,
         settings,
         USER_RECOMMENDATIONS,
-        recommendations(spark, settings, run_date, champion),
+        recommendations(spark, settings, run_date, champion, order),
         run_date,
     )
     checks = audit(

@@ -60,6 +60,7 @@ from recsys_lib.models.ranker import Ranker, fit_ranker
 from recsys_lib.models.registry import (
     CHAMPION,
     PREDICTOR_ARTIFACT,
+    Baseline,
     Champion,
     apply_gate,
     load_champion,
@@ -308,6 +309,21 @@ def value_of(figures: Sequence[Figure], variant: str, metric: str, k: int) -> fl
     return None
 
 
+# The orders measured without a model: the first ranker must beat every one of them.
+BASELINE_VARIANTS = (*C.CANDIDATE_SOURCES, C.VARIANT_POPULARITY)
+
+
+def best_baseline(figures: Sequence[Figure], k: int) -> Baseline | None:
+    """The best of :data:`BASELINE_VARIANTS` by holdout NDCG@``k`` (ties: the first listed);
+    None when none was measured."""
+    measured = [(v, value_of(figures, v, NDCG, k)) for v in BASELINE_VARIANTS]
+    scored = [(v, x) for v, x in measured if x is not None]
+    if not scored:
+        return None
+    variant, ndcg = max(scored, key=lambda vx: vx[1])
+    return Baseline(variant, ndcg)
+
+
 # ---------------------------------------------------------------- the stage
 
 
@@ -375,10 +391,13 @@ def train_ranker(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
         gate_k = ranker_settings.gate_k
         new_ndcg = value_of(evaluation, C.RANKER, NDCG, gate_k) or 0.0
         champion_ndcg = value_of(evaluation, CHAMPION, NDCG, gate_k) if champion else None
+        baseline = best_baseline(evaluation, gate_k)
         version = register(settings, new_ranker, run.info.run_id)
-        promoted = apply_gate(settings, version, new_ndcg, champion, champion_ndcg, run_date)
+        promoted = apply_gate(
+            settings, version, new_ndcg, champion, champion_ndcg, run_date, baseline
+        )
         evaluation.append((C.RANKER, PROMOTED, NO_CUT_OFF, 1.0 if promoted else 0.0))
-        log_evaluation(settings, evaluation, trained, version, promoted, champion)
+        log_evaluation(settings, evaluation, trained, version, promoted, champion, baseline)
         mlflow.log_metrics(
             {f"{TRAIN_SECONDS}.{v}": t[TRAIN_SECONDS] for v, (_, t) in trained.items()}
         )
@@ -444,20 +463,32 @@ def log_evaluation(
     version: str,
     promoted: bool,
     champion: Champion | None,
+    baseline: Baseline | None = None,
 ) -> None:
     """Metrics, the gate's decision and the plots of the current MLflow run."""
     mlflow.log_metrics({f"{m}.{v}.at_{k}" if k else f"{m}.{v}": x for v, m, k, x in evaluation})
-    name = settings.ranker.registered_model
+    name, k = settings.ranker.registered_model, settings.ranker.gate_k
+    if promoted:
+        decision = f"promoted {name}/{version}"
+    elif champion is not None:
+        decision = (
+            f"kept {champion.version}: new model below the champion's holdout NDCG@{k} minus "
+            "the tolerance"
+        )
+    else:
+        assert baseline is not None
+        decision = (
+            f"not promoted: the first ranker does not beat {baseline.variant}'s holdout "
+            f"NDCG@{k} {baseline.ndcg:.4f}; the best measured order serves"
+        )
     mlflow.set_tags(
         {
             "recsys.registry_version": f"{name}/{version}",
             "recsys.promoted": str(promoted).lower(),
             "recsys.previous_champion": champion.version if champion else "none",
-            "recsys.gate": (
-                f"promoted {name}/{version}"
-                if promoted
-                else f"kept {champion.version if champion else 'none'}: new model below the "
-                f"champion's holdout NDCG@{settings.ranker.gate_k} minus the tolerance"
+            "recsys.gate": decision,
+            "recsys.gate_baseline": (
+                f"{baseline.variant} {baseline.ndcg:.4f}" if baseline else "none measured"
             ),
         }
     )

@@ -683,7 +683,8 @@ USER_RECOMMENDATIONS = TableContract(
         Column(
             C.MODEL_VERSION,
             T.StringType(),
-            "recsys-ranker/<registry version> of the champion used, or 'union' (no ranker yet)",
+            "recsys-ranker/<registry version> of the champion used; without one, the best "
+            "measured order: 'source:<name>' or 'union'",
             False,
         ),
     ),

@@ -169,3 +169,36 @@ def test_a_bad_set_is_not_published_and_yesterday_stays(spark, tmp_path) -> None
         (F.col(C.DT) == DAY) & (F.col(C.CHECK_NAME) == "duplicate_keys")
     )
     assert [r[C.PASSED] for r in recorded.collect()] == [False]
+
+
+def test_without_a_champion_the_best_measured_order_serves(spark, tmp_path) -> None:
+    from recsys_lib.evaluation import NDCG, evaluation_frame
+    from recsys_lib.stages.recommend import best_measured_order, source_scores
+    from recsys_lib.warehouse.storage import write_partition
+    from recsys_lib.warehouse.tables import MODEL_EVALUATION
+
+    settings = make_settings(tmp_path)
+    create_missing_tables(spark, settings)
+    assert best_measured_order(spark, settings, DAY) is None  # nothing measured: the union
+    k = settings.ranker.gate_k
+    for day, popular in ((DAY - dt.timedelta(days=2), 0.50), (DAY - dt.timedelta(days=1), 0.20)):
+        figures = [
+            (C.RANKER, NDCG, k, 0.60),  # a model is not an order without one
+            (C.VARIANT_POPULARITY, NDCG, k, 0.90),  # nor the global list: not the candidates
+            ("popular", NDCG, k, popular),
+            ("als", NDCG, k, 0.30),
+            (C.SOURCE_UNION, NDCG, k, 0.25),
+            ("als", NDCG, 5, 0.99),
+        ]
+        frame = evaluation_frame(spark, C.MODEL_RANKER, figures, day)
+        write_partition(frame, settings, MODEL_EVALUATION, day, {C.MODEL: C.MODEL_RANKER})
+    yesterday = DAY - dt.timedelta(days=1)
+    assert best_measured_order(spark, settings, DAY) == ("als", 0.30, yesterday)  # the latest
+    assert best_measured_order(spark, settings, yesterday - dt.timedelta(days=1))[0] == "popular"
+
+    candidates = _candidates(
+        spark,
+        [("u", 1, {C.SOURCE_ALS: 2}), ("u", 2, {C.SOURCE_POPULAR: 1}), ("u", 3, {C.SOURCE_ALS: 1})],
+    )
+    scores = {r[C.ITEM_ID]: r[C.SCORE] for r in source_scores(candidates, "als").collect()}
+    assert sorted(scores, key=scores.get, reverse=True) == [3, 1, 2]  # als's, then the union

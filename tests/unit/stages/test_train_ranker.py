@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from recsys_lib import constants as C
+from recsys_lib.evaluation import NDCG
 from recsys_lib.models.ranker import Ranker, fit_ranker, score_frame
-from recsys_lib.models.registry import apply_gate, gate, load_champion, register
+from recsys_lib.models.registry import Baseline, apply_gate, gate, load_champion, register
 from recsys_lib.runtime import tracking
-from recsys_lib.stages.train_ranker import label_days, top_lists
+from recsys_lib.stages.train_ranker import best_baseline, label_days, top_lists
 from tests.conftest import make_settings
 
 FEATURES = ["f1", "f2"]
@@ -41,9 +42,27 @@ def _ranker(settings, seed: int, rounds: int = 20) -> Ranker:
 
 
 def test_the_gate_promotes_within_the_tolerance_only() -> None:
-    assert gate(0.30, None, 0.005)  # the first ranker always
+    assert gate(0.30, None, 0.005)  # the first ranker, with nothing measured beside it
     assert gate(0.30, 0.30, 0.005) and gate(0.296, 0.30, 0.005)
     assert not gate(0.29, 0.30, 0.005)
+
+
+def test_the_first_ranker_must_beat_the_best_order_without_a_model() -> None:
+    popular = Baseline("popular", 0.31)
+    assert not gate(0.30, None, 0.005, popular)  # no tolerance for the first one
+    assert not gate(0.31, None, 0.005, popular)  # a tie is not a win
+    assert gate(0.311, None, 0.005, popular)
+    assert gate(0.30, 0.30, 0.005, popular)  # a champion's gate is the champion's
+    figures = [
+        (C.RANKER, NDCG, 10, 0.40),
+        (C.SOURCE_UNION, NDCG, 10, 0.50),  # the union is not a baseline: it is the input
+        ("als", NDCG, 10, 0.33),
+        ("popular", NDCG, 10, 0.35),
+        (C.VARIANT_POPULARITY, NDCG, 10, 0.35),
+        ("popular", NDCG, 5, 0.90),
+    ]
+    assert best_baseline(figures, 10) == Baseline("popular", 0.35)  # ties: the first listed
+    assert best_baseline([(C.RANKER, NDCG, 10, 0.4)], 10) is None
 
 
 def test_label_days_leave_validation_and_holdout_out_of_training() -> None:
@@ -73,7 +92,10 @@ def test_worse_ranker_is_not_promoted_a_better_one_is_and_reruns_reuse_versions(
     assert versions == ["1", "2", "3", "1"]  # the same model again reuses its version
 
     night = dt.date(2026, 3, 10)
-    assert apply_gate(settings, "1", 0.40, None, None, night)  # the first run promotes
+    better = Baseline("popular", 0.41)
+    assert not apply_gate(settings, "1", 0.40, None, None, night, better)  # below popular
+    assert load_champion(settings) is None
+    assert apply_gate(settings, "1", 0.40, None, None, night, Baseline("als", 0.35))
     champion = load_champion(settings)
     assert champion is not None and champion.version == f"{settings.ranker.registered_model}/1"
     holdout = _samples(9)
