@@ -6,6 +6,12 @@ The run with logical date D processes the events of day D (UTC) and writes every
 partition dt = D. The scheduler starts it once D has ended (its data interval is [D, D+1)).
 `airflow dags test recsys_nightly D` and `airflow backfill create --from-date A --to-date B`
 process exactly those days; see docs/operations.md.
+
+`wait_for_input` waits for the day's input (RECSYS_INPUT_WAIT_HOURS, default 12, polled every
+RECSYS_INPUT_POKE_MINUTES, default 10) instead of failing at once. Every task depends on its
+own previous run (depends_on_past): day D+1's stages wait for day D's, so days run in date
+order in every path, backfills of several runs at once included. A task that fails for good
+is reported through the notifier (conf `alerts`).
 """
 
 from __future__ import annotations
@@ -14,11 +20,18 @@ import os
 from datetime import UTC, datetime, timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.sensors.python import PythonSensor
 from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from recsys_lib.constants import NIGHTLY_STAGES
-from recsys_lib.runtime.airflow_support import JOBS_DIR, RUN_DATE_TEMPLATE, spark_properties_file
+from recsys_lib.io.arrival import input_ready
+from recsys_lib.runtime.airflow_support import (
+    JOBS_DIR,
+    RUN_DATE_TEMPLATE,
+    report_failure,
+    spark_properties_file,
+)
 
 with DAG(
     dag_id="recsys_nightly",
@@ -32,11 +45,21 @@ with DAG(
         "retries": int(os.environ.get("RECSYS_DAG_RETRIES", "2")),
         "retry_delay": timedelta(minutes=5),
         "execution_timeout": timedelta(hours=3),
+        "depends_on_past": True,
+        "on_failure_callback": report_failure,
     },
     user_defined_macros={"recsys_spark_properties": spark_properties_file},
     tags=["recsys"],
 ) as dag:
-    previous = None
+    previous = PythonSensor(
+        task_id="wait_for_input",
+        python_callable=input_ready,
+        op_kwargs={"day": RUN_DATE_TEMPLATE},
+        mode="reschedule",
+        poke_interval=timedelta(minutes=float(os.environ.get("RECSYS_INPUT_POKE_MINUTES", "10"))),
+        timeout=timedelta(hours=float(os.environ.get("RECSYS_INPUT_WAIT_HOURS", "12"))),
+        retries=0,
+    )
     for stage in NIGHTLY_STAGES:
         task = SparkSubmitOperator(
             task_id=stage,
@@ -46,6 +69,5 @@ with DAG(
             properties_file="{{ recsys_spark_properties() }}",
             name=f"recsys-{stage}-{RUN_DATE_TEMPLATE}",
         )
-        if previous is not None:
-            previous >> task
+        previous >> task
         previous = task

@@ -347,6 +347,46 @@ def cmd_check_input(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.passes else 1
 
 
+def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
+    """Run maintenance tasks for a day (the ``recsys_maintenance`` DAG's, in its order)."""
+    from recsys_lib.pipeline import StageError
+    from recsys_lib.runtime.spark import get_spark
+    from recsys_lib.stages.maintenance import SPARK_TASKS, TASKS
+
+    chosen = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
+    unknown = [t for t in chosen if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown maintenance tasks {unknown}; tasks: {', '.join(TASKS)}")
+    spark = get_spark(settings) if any(t in SPARK_TASKS for t in chosen) else None
+    for task in (t for t in TASKS if t in chosen):
+        try:
+            figures = TASKS[task](spark, settings, args.date)
+        except Exception as exc:
+            raise StageError(task, args.date, exc) from exc
+        print(f"{task}: " + ", ".join(f"{k} {v:g}" for k, v in figures.items()))
+    return 0
+
+
+def cmd_erase_user(args: argparse.Namespace, settings: Settings) -> int:
+    """Erase users named by ``--ids-file`` and/or ``--user-id`` (see stages/erase_user.py)."""
+    from recsys_lib.pipeline import StageError
+    from recsys_lib.runtime.spark import get_spark
+    from recsys_lib.stages.erase_user import STAGE, erase_users, read_ids
+
+    ids = list(args.user_id or [])
+    if args.ids_file:
+        ids += read_ids(Path(args.ids_file))
+    if not ids:
+        raise ValueError("name the users: --ids-file FILE (one id a line) or --user-id ID")
+    day = args.date or dt.datetime.now(dt.UTC).date()
+    try:
+        figures = erase_users(get_spark(settings), settings, ids, day)
+    except Exception as exc:
+        raise StageError(STAGE, day, exc) from exc
+    print("erased: " + ", ".join(f"{k} {v:g}" for k, v in figures.items()))
+    return 0
+
+
 def cmd_setup_jars(args: argparse.Namespace, settings: Settings) -> int:
     from recsys_lib.runtime.spark import resolve_jars
 
@@ -540,6 +580,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--end", type=_date, default=None, help="last day of a range (default: --date)")
     p.set_defaults(func=cmd_check_input)
+
+    p = sub.add_parser(
+        "maintain", help="compact, vacuum, clean _staging/ and prune MLflow runs (see docs)"
+    )
+    p.add_argument("--date", type=_date, required=True, help="the day whose partitions compact")
+    p.add_argument(
+        "--tasks", default="all", help="comma-separated: compact,vacuum,clean_staging,prune_mlflow"
+    )
+    p.set_defaults(func=cmd_maintain)
+
+    p = sub.add_parser("erase-user", help="delete users from every table, model and store")
+    p.add_argument("--ids-file", help="a file of raw user ids, one a line (keeps them off argv)")
+    p.add_argument("--user-id", action="append", help="a raw user id (repeatable)")
+    p.add_argument("--date", type=_date, default=None, help="the day recorded (default: today)")
+    p.set_defaults(func=cmd_erase_user)
 
     p = sub.add_parser("query", help="Spark SQL over the registered Delta tables")
     p.add_argument("sql")

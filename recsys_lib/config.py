@@ -307,8 +307,15 @@ class CompletionSettings:
 
 @dataclass(frozen=True)
 class QualitySettings:
+    """Bounds of a day's rows against a typical recent day of the same table: the median of
+    its last ``recent_days`` present days (rows > 0, every check passed) within
+    ``lookback_days``, applied once ``min_recent_days`` such days exist."""
+
     min_row_ratio: float
     max_row_ratio: float
+    recent_days: int = 7
+    min_recent_days: int = 3
+    lookback_days: int = 28
 
 
 @dataclass(frozen=True)
@@ -316,7 +323,7 @@ class RecommendSettings:
     top_k: int
     category_cap: int = 0  # at most this many items of one leaf category per list; 0 = no cap
     min_user_coverage: float = 0.9  # share of candidate users who must get a list
-    min_row_ratio: float = 0.5  # rows vs yesterday's published partition
+    min_row_ratio: float = 0.5  # rows vs the median of recent published days
     max_row_ratio: float = 2.0
 
 
@@ -330,6 +337,42 @@ class ServingSettings:
     schema: str = "recsys"
     table: str = "user_recommendations"
     batch_rows: int = 10000  # rows per JDBC batch insert
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go besides the log (docs/operations.md, "Alerts"): a webhook that takes
+    a JSON POST and/or e-mail through an SMTP server. Secrets (a webhook URL with a token,
+    the SMTP password) come from the environment variables named here."""
+
+    webhook_url: str = ""
+    webhook_url_env: str = "RECSYS_ALERT_WEBHOOK_URL"  # used when webhook_url is empty
+    email_to: tuple[str, ...] = ()
+    email_from: str = "recsys@localhost"
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password_env: str = "RECSYS_SMTP_PASSWORD"
+    smtp_starttls: bool = False
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    """The ``recsys_maintenance`` DAG (docs/operations.md, "Maintenance")."""
+
+    compact_days: int = 3  # OPTIMIZE the partitions of the run date and the days before it
+    vacuum_retention_hours: float = 168.0  # files a table no longer uses are kept this long
+    min_retention_hours: float = 24.0  # a retention below this is refused (see the docs)
+    staging_keep_days: int = 7  # _staging/ partitions older than this are deleted
+    mlflow_keep_days: int = 90  # older runs no registered alias points to are deleted
+
+
+@dataclass(frozen=True)
+class HistorySettings:
+    """Whether a night may read windows with a day its history stages never processed."""
+
+    tolerate_missing_days: bool = False
 
 
 @dataclass(frozen=True)
@@ -390,6 +433,9 @@ class Settings:
     recommend: RecommendSettings
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
 
     def resolve(self, path: str) -> str:
         """Absolute form of a configured path; URIs (``s3a://``, ``file:``) are kept."""

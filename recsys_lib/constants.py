@@ -117,6 +117,13 @@ RR_EVENT_TO_TYPE = {RR_VIEW: VIEW, RR_ADDTOCART: CART, RR_TRANSACTION: PURCHASE}
 # Columns of the project's own tables.
 DT = "dt"
 USER_ID = "user_id"
+# ops.erasures
+ERASURE_ID = "erasure_id"
+ROWS_DELETED = "rows_deleted"
+STAGED_DELETED = "staged_partitions_deleted"
+ARTIFACTS_REWRITTEN = "artifacts_rewritten"
+SERVING_ROWS_DELETED = "serving_rows_deleted"
+FILES_GONE_AFTER = "files_gone_after"
 ITEM_ID = "item_id"
 EVENT_TYPE = "event_type"
 EVENT_TS = "event_ts"

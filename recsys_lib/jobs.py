@@ -44,3 +44,53 @@ def main(stage: str, argv: list[str] | None = None) -> int:
         print(f"recsys: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def maintain(argv: list[str] | None = None) -> int:
+    """``jobs/maintenance.py --task T --date D``: one task of the ``recsys_maintenance`` DAG."""
+    from recsys_lib.stages.maintenance import SPARK_TASKS, TASKS
+
+    parser = argparse.ArgumentParser(prog="jobs/maintenance.py")
+    parser.add_argument("--task", required=True, choices=list(TASKS))
+    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--env", default=None, help="configuration environment (conf/ENV.yaml)")
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        settings = load_settings(args.env)
+        spark = None
+        if args.task in SPARK_TASKS:
+            spark = get_spark(settings, app_name=f"recsys-{args.task}-{args.date}")
+        figures = TASKS[args.task](spark, settings, args.date)
+    except Exception as exc:
+        if os.environ.get(VERBOSE_ENV):
+            log.exception("maintenance task %s for %s failed", args.task, args.date)
+        print(f"recsys: {args.task} {args.date}: {one_line(exc)}", file=sys.stderr)
+        return 1
+    log.info("maintenance %s for %s: %s", args.task, args.date, figures)
+    return 0
+
+
+def erase(argv: list[str] | None = None) -> int:
+    """``jobs/erase_user.py --ids-file F --date D``: the ``recsys_erase_user`` DAG's task."""
+    from pathlib import Path
+
+    from recsys_lib.stages.erase_user import STAGE, erase_users, read_ids
+
+    parser = argparse.ArgumentParser(prog="jobs/erase_user.py")
+    parser.add_argument("--ids-file", required=True, help="raw user ids, one a line")
+    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--env", default=None, help="configuration environment (conf/ENV.yaml)")
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        settings = load_settings(args.env)
+        ids = read_ids(Path(args.ids_file))
+        spark = get_spark(settings, app_name=f"recsys-{STAGE}-{args.date}")
+        erase_users(spark, settings, ids, args.date)
+    except Exception as exc:
+        if os.environ.get(VERBOSE_ENV):
+            log.exception("%s for %s failed", STAGE, args.date)
+        print(f"recsys: {STAGE} {args.date}: {one_line(exc)}", file=sys.stderr)
+        return 1
+    return 0

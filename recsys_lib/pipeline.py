@@ -24,7 +24,7 @@ from recsys_lib import constants as C
 from recsys_lib.config import Settings
 from recsys_lib.dates import DayRange
 from recsys_lib.runtime.logs import one_line
-from recsys_lib.warehouse.storage import ensure_tables, write_partition
+from recsys_lib.warehouse.storage import ensure_tables, read_table, write_partition
 from recsys_lib.warehouse.tables import STAGE_RUNS
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,78 @@ class StageRunLog:
             record_stage_runs(self.spark, self.settings, stages, span)
 
 
+class MissingHistoryError(RuntimeError):
+    """A night's windows hold a day its history stages never processed."""
+
+
+def history_window_days(settings: Settings) -> int:
+    """The longest window a night's stages read from the history tables, in days."""
+    return max(
+        settings.als.window_days,
+        settings.bought_together.window_days,
+        settings.popular.window_days,
+        settings.completion.window_days,
+        settings.candidates.active_days,
+    )
+
+
+def missing_history(
+    spark: SparkSession,
+    settings: Settings,
+    run_date: dt.date,
+    runs: StageRunLog | None = None,
+) -> dict[str, list[dt.date]]:
+    """Per history stage, the days of the night ``run_date``'s longest window (from the first
+    day any history stage processed, to ``run_date``) that it never processed, according to
+    ``ops.stage_runs`` and the rows ``runs`` has not written yet. Empty without any history
+    on record (tables loaded by other means)."""
+    recorded = (
+        read_table(spark, settings, STAGE_RUNS)
+        .filter(F.col(C.STAGE).isin(*HISTORY_STAGES) & (F.col(C.DT) <= F.lit(run_date)))
+        .select(C.STAGE, C.DT)
+        .collect()
+    )
+    done: dict[str, set[dt.date]] = {stage: set() for stage in HISTORY_STAGES}
+    for r in recorded:
+        done[r[C.STAGE]].add(r[C.DT])
+    for stage, by_day in (runs.pending if runs else {}).items():
+        if stage in done:
+            done[stage].update(d for d in by_day if d <= run_date)
+    if not any(done.values()):
+        return {}
+    first = min(min(days) for days in done.values() if days)
+    start = max(first, run_date - dt.timedelta(days=history_window_days(settings) - 1))
+    days = DayRange(start, run_date).days
+    missing = {stage: [d for d in days if d not in got] for stage, got in done.items()}
+    return {stage: found for stage, found in missing.items() if found}
+
+
+def check_history(
+    spark: SparkSession,
+    settings: Settings,
+    stage: str,
+    run_date: dt.date,
+    runs: StageRunLog | None = None,
+) -> None:
+    """Refuse (or, with ``history.tolerate_missing_days``, warn about) a windowed stage's
+    night whose windows hold a day the history stages never processed."""
+    missing = missing_history(spark, settings, run_date, runs)
+    if not missing:
+        return
+    days = sorted({d for found in missing.values() for d in found})
+    shown = ", ".join(map(str, days[:5])) + (f" and {len(days) - 5} more" if len(days) > 5 else "")
+    stages = ", ".join(s for s in HISTORY_STAGES if s in missing)
+    problem = (
+        f"the history has no {stages} run for {shown} (the windows of {run_date} read them): "
+        f"run `recsys backfill --start {days[0]} --end {days[-1]} --stages "
+        f"{','.join(HISTORY_STAGES)}`, or set history.tolerate_missing_days: true"
+    )
+    if settings.history.tolerate_missing_days:
+        log.warning("stage %s for %s runs over missing days: %s", stage, run_date, problem)
+        return
+    raise StageError(stage, run_date, MissingHistoryError(problem))
+
+
 def warm_up(settings: Settings, stage: str) -> None:
     """For a stage that logs to MLflow, import MLflow and open its store in a background
     thread: the first MLflow call of a process took 2-5 s here (the import, then the SQLite
@@ -156,6 +228,8 @@ def run_stage(
     if spec.ranged:
         return run_stage_range(spark, settings, stage, DayRange.of(run_date), runs)[run_date]
     warm_up(settings, stage)
+    ensure_tables(spark, settings)
+    check_history(spark, settings, stage, run_date, runs)
     figures, seconds = _call(spark, settings, spec, run_date)
     figures["seconds"] = seconds
     _record(spark, settings, stage, {run_date: figures}, runs)

@@ -274,10 +274,35 @@ def list_remote(spark: SparkSession, root: str) -> dict[str, int]:
     return {file_key(r["path"]): int(r["length"]) for r in listing}
 
 
+def list_s3(uri: str, endpoint: str | None = None) -> dict[str, int]:
+    """The objects at an ``s3a://`` or ``s3://`` path (the object itself, or those under it
+    as a folder) with their sizes, listed with boto3 (no Spark): ``{uri: bytes}``."""
+    import boto3
+
+    scheme, _, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    client = boto3.client("s3", endpoint_url=endpoint or None)
+    found: dict[str, int] = {}
+    for prefix in (key, key.rstrip("/") + "/"):
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                name = item["Key"]
+                if name == key or name.startswith(key.rstrip("/") + "/"):
+                    found[f"{scheme}://{bucket}/{name}"] = int(item["Size"])
+    return found
+
+
 def _remote_files(
     spark: SparkSession, settings: InputSettings, root: str, days: DayRange
 ) -> InputFiles:
-    listing = list_remote(spark, root.rstrip("/"))
+    return remote_input_files(list_remote(spark, root.rstrip("/")), settings, root, days)
+
+
+def remote_input_files(
+    listing: dict[str, int], settings: InputSettings, root: str, days: DayRange
+) -> InputFiles:
+    """:func:`input_files` of a remote path, from its ``listing`` (``{uri: bytes}``)."""
     if not listing:
         raise InputError(f"no input for {days}: nothing at the path", root)
     is_file = list(listing) == [unquote(root)]
@@ -332,3 +357,24 @@ _NUMBER = re.compile(r"^-?\d+([.,]\d+)?$")
 def looks_like_data(names: list[str]) -> bool:
     """A header whose names include numbers is more likely a first row of data."""
     return any(_NUMBER.match(n) for n in names)
+
+
+def input_arrived(
+    settings: InputSettings,
+    root: str,
+    day: dt.date,
+    list_files: Callable[[str], dict[str, int]] | None = None,
+) -> str | None:
+    """None once the input holding ``day`` is at ``root`` and readable (a local file is fully
+    checked, so a file still being copied is not yet there); otherwise what is missing. A
+    remote path is listed with ``list_files`` (``{uri: bytes}``)."""
+    try:
+        if is_remote(root):
+            if list_files is None:
+                raise InputError("a remote input needs a way to list it", root)
+            remote_input_files(list_files(root.rstrip("/")), settings, root, DayRange.of(day))
+        else:
+            input_files(settings, root, DayRange.of(day))
+    except InputError as exc:
+        return str(exc)
+    return None

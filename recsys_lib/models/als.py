@@ -29,7 +29,7 @@ import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +87,13 @@ class AlsModel:
             item_ids=self.item_ids,
             user_factors=self.user_factors,
             item_factors=self.item_factors,
+        )
+
+    def without_users(self, users: Collection[str]) -> AlsModel:
+        """The model without the rows of ``users`` (their ids and factors)."""
+        keep = ~np.isin(self.user_ids, np.asarray(list(users), dtype=str))
+        return AlsModel(
+            self.user_ids[keep], self.item_ids, self.user_factors[keep], self.item_factors
         )
 
     @classmethod
@@ -394,3 +401,52 @@ def load_model(settings: Settings, run_date: dt.date) -> tuple[AlsModel, str]:
             run_id=run.info.run_id, artifact_path=f"{MODEL_ARTIFACT}/{MODEL_FILE}", dst_path=tmp
         )
         return AlsModel.load(Path(local)), run.info.run_id
+
+
+ERASURE_TAG = "recsys.erasure"
+
+
+def erase_users(settings: Settings, users: Collection[str], erasure_id: str) -> int:
+    """Rewrite every ``train_als`` run's model artifact that holds one of ``users``
+    (pseudonyms) without their ids and factors, in place (same artifact path; the run gets
+    the tag ``recsys.erasure``). Runs marked deleted but not yet garbage-collected are
+    rewritten too. Returns the number of artifacts rewritten."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
+
+    experiment = tracking.use_experiment(settings)
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    runs = client.search_runs(
+        [experiment],
+        filter_string=f"tags.`{tracking.STAGE_TAG}` = '{C.TRAIN_ALS}'",
+        run_view_type=ViewType.ALL,
+        max_results=50000,
+    )
+    wanted = np.asarray(sorted(users), dtype=str)
+    rewritten = 0
+    for run in runs:
+        run_id = run.info.run_id
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=f"{MODEL_ARTIFACT}/{MODEL_FILE}", dst_path=tmp
+                )
+            except (MlflowException, OSError):
+                continue  # a failed run saved no model
+            model = AlsModel.load(Path(local))
+            if not np.isin(model.user_ids, wanted).any():
+                continue
+            out = Path(tmp) / "erased"
+            out.mkdir()
+            model.without_users(users).save(out / MODEL_FILE)
+            deleted = run.info.lifecycle_stage == "deleted"
+            if deleted:
+                client.restore_run(run_id)
+            client.log_artifact(run_id, str(out / MODEL_FILE), MODEL_ARTIFACT)
+            client.set_tag(run_id, ERASURE_TAG, erasure_id)
+            if deleted:
+                client.delete_run(run_id)
+            rewritten += 1
+    log.info("ALS: %d model artifacts rewritten without %d users", rewritten, len(wanted))
+    return rewritten

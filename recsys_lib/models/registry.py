@@ -25,12 +25,13 @@ from recsys_lib.config import Settings
 from recsys_lib.models.importance import LossPredictor
 from recsys_lib.models.ranker import Ranker
 from recsys_lib.runtime import tracking
+from recsys_lib.runtime.notify import CHAMPION_NOT_PROMOTED, notify
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CONTENT_HASH_TAG = "recsys.content_hash"
-PROMOTED_FOR_TAG = "recsys.promoted_for"  # the night (run date) that gave a version the alias
+PROMOTED_FOR_TAG = tracking.PROMOTED_FOR_TAG
 PREVIOUS_CHAMPION_TAG = "recsys.previous_champion"  # the version that held it before
 NO_CHAMPION = "none"
 PREDICTOR_ARTIFACT = "loss_predictor"
@@ -155,32 +156,22 @@ def apply_gate(
     ranker = settings.ranker
     name = ranker.registered_model
     if not gate(new_ndcg, champion_ndcg, ranker.champion_tolerance, baseline):
+        k = ranker.gate_k
         if champion is None:
             assert baseline is not None
-            log.warning(
-                "%s version %s NOT promoted: the first ranker's holdout NDCG@%d %.4f does not "
-                "beat %s's %.4f; the best measured order serves until a ranker does",
-                name,
-                version,
-                ranker.gate_k,
-                new_ndcg,
-                baseline.variant,
-                baseline.ndcg,
+            reason = (
+                f"{name} version {version} NOT promoted: the first ranker's holdout NDCG@{k} "
+                f"{new_ndcg:.4f} does not beat {baseline.variant}'s {baseline.ndcg:.4f}; the "
+                "best measured order serves until a ranker does"
             )
-            return False
-        assert champion_ndcg is not None
-        log.warning(
-            "%s version %s NOT promoted: holdout NDCG@%d %.4f < champion %s's %.4f - %.4f; "
-            "%s stays the champion",
-            name,
-            version,
-            ranker.gate_k,
-            new_ndcg,
-            champion.version,
-            champion_ndcg,
-            ranker.champion_tolerance,
-            champion.version,
-        )
+        else:
+            assert champion_ndcg is not None
+            reason = (
+                f"{name} version {version} NOT promoted: holdout NDCG@{k} {new_ndcg:.4f} < "
+                f"champion {champion.version}'s {champion_ndcg:.4f} - "
+                f"{ranker.champion_tolerance:.4f}; {champion.version} stays the champion"
+            )
+        notify(settings, CHAMPION_NOT_PROMOTED, reason, run_date, version=f"{name}/{version}")
         return False
     mlflow_client = client(settings)
     current = load_champion(settings)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from recsys_lib.config import Settings, load_settings
+from recsys_lib.runtime.logs import one_line
 from recsys_lib.runtime.spark import submit_properties
 
 # The day a run processes. Scheduled and backfill runs of the daily data-interval timetable
@@ -38,3 +41,26 @@ def spark_properties_file() -> str:
         tmp.write("\n".join(lines) + "\n")
     os.replace(tmp.name, target)
     return str(target)
+
+
+def report_failure(context: Mapping[str, Any]) -> None:
+    """``on_failure_callback`` of the DAG's tasks: a task that failed for good (its retries
+    spent, a sensor out of time) is reported through the notifier."""
+    from recsys_lib.runtime.notify import TASK_FAILED, notify
+
+    task = context.get("task_instance") or context.get("ti")
+    task_id = getattr(task, "task_id", "?")
+    dag_id = getattr(task, "dag_id", "?")
+    day = context.get("ds") or ""
+    error = context.get("exception")
+    summary = f"{dag_id}.{task_id} failed" + (f": {one_line(error)}" if error else "")
+    notify(
+        load_settings(),
+        TASK_FAILED,
+        summary,
+        day,
+        dag_id=dag_id,
+        task_id=task_id,
+        try_number=getattr(task, "try_number", "?"),
+        log_url=getattr(task, "log_url", ""),
+    )

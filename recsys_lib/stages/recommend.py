@@ -3,24 +3,27 @@
 Every user with candidates on D gets up to ``recommend.top_k`` items: the candidates scored
 by the registered ``recsys-ranker@champion`` (on the executors, with the model broadcast),
 without the items the user bought in the ALS window, at most ``recommend.category_cap``
-items of one leaf category, best score first (ties by item id). Before the first ranker is
-promoted the candidates' union order ranks them (``model_version`` = ``union``).
+items of one leaf category, best score first (ties by item id). Before a ranker is promoted
+the best order measured without a model ranks them (``model_version`` = ``source:<name>`` or
+``union``).
 
 The list is written to a staging location, audited (one row per user and rank, no nulls, no
 item twice, no purchased item, ranks and scores in range, user coverage and rows against
-yesterday within bounds) and only then published (``recsys_lib.warehouse.publish``).
+a typical recent day within bounds) and only then published (``recsys_lib.warehouse.publish``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
-from recsys_lib.config import QualitySettings, Settings
+from recsys_lib.config import Settings
 from recsys_lib.dates import window
 from recsys_lib.evaluation import NDCG
 from recsys_lib.models.ranker import score_frame
@@ -179,13 +182,16 @@ def audit(
     staged: DataFrame,
     purchased: DataFrame,
     candidate_users: int,
-    yesterday_rows: int,
+    recent_rows: Sequence[float],
     settings: Settings,
 ) -> list[quality.Check]:
-    """Checks of a staged recommendation set (see the module docstring)."""
+    """Checks of a staged recommendation set (see the module docstring); ``recent_rows``:
+    the rows of the last published days (:func:`quality.recent_rows`)."""
     rec = settings.recommend
     table = USER_RECOMMENDATIONS.name
-    limits = QualitySettings(min_row_ratio=rec.min_row_ratio, max_row_ratio=rec.max_row_ratio)
+    limits = dataclasses.replace(
+        settings.quality, min_row_ratio=rec.min_row_ratio, max_row_ratio=rec.max_row_ratio
+    )
     stats_query = staged.agg(
         F.countDistinct(C.USER_ID).alias("users"),
         F.countDistinct(C.USER_ID, C.ITEM_ID).alias("pairs"),
@@ -201,7 +207,7 @@ def audit(
     # independent passes over the staged rows, side by side.
     checks, stats, bought = concurrently(
         [
-            lambda: quality.contract_checks(staged, USER_RECOMMENDATIONS, yesterday_rows, limits),
+            lambda: quality.contract_checks(staged, USER_RECOMMENDATIONS, recent_rows, limits),
             stats_query.first,
             lambda: staged.join(purchased, [C.USER_ID, C.ITEM_ID]).count(),
         ]
@@ -224,13 +230,14 @@ def audit(
 def recommend_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
     """Stage ``recommend``: rank, stage, audit, publish ``recs.user_recommendations``."""
     candidates = read_partition(spark, settings, CANDIDATES, run_date)
-    yesterday = run_date - dt.timedelta(days=1)
     # The champion of that night (a rerun of a past night ranks as that night did) comes from
-    # MLflow while Spark counts today's candidate users and yesterday's published rows.
-    candidate_users, yesterday_rows, champion = concurrently(
+    # MLflow while Spark counts today's candidate users and reads the recent days' rows.
+    candidate_users, recent, champion = concurrently(
         [
             lambda: candidates.select(C.USER_ID).distinct().count(),
-            lambda: read_partition(spark, settings, USER_RECOMMENDATIONS, yesterday).count(),
+            lambda: quality.recent_rows(spark, settings, [USER_RECOMMENDATIONS.name], run_date)[
+                USER_RECOMMENDATIONS.name
+            ],
             lambda: load_champion(settings, run_date),
         ]
     )
@@ -262,9 +269,7 @@ def recommend_day(spark: SparkSession, settings: Settings, run_date: dt.date) ->
         recommendations(spark, settings, run_date, champion, order),
         run_date,
     )
-    checks = audit(
-        staged, purchases(spark, settings, run_date), candidate_users, yesterday_rows, settings
-    )
+    checks = audit(staged, purchases(spark, settings, run_date), candidate_users, recent, settings)
     publish(spark, settings, USER_RECOMMENDATIONS, staged, checks, run_date)
     served = {}
     if settings.serving.enabled:

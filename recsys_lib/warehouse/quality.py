@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -15,8 +16,9 @@ from pyspark.sql import types as T
 from recsys_lib import constants as C
 from recsys_lib.config import QualitySettings, Settings
 from recsys_lib.dates import DayRange
+from recsys_lib.runtime.notify import QUALITY_CHECK_FAILED, notify
 from recsys_lib.runtime.spark import concurrently
-from recsys_lib.warehouse.storage import Scope, read_partition, write_partitions
+from recsys_lib.warehouse.storage import Scope, read_table, write_partitions
 from recsys_lib.warehouse.tables import QUALITY_CHECKS, TableContract
 
 log = logging.getLogger(__name__)
@@ -149,10 +151,18 @@ def _measures(table: TableContract) -> dict[str, Column]:
     return measures
 
 
+def typical_rows(recent: Sequence[float], limits: QualitySettings) -> float | None:
+    """The rows of a typical recent day: the median of ``recent`` (rows of the last present
+    days), or None with fewer than ``limits.min_recent_days`` of them."""
+    if len(recent) < max(limits.min_recent_days, 1):
+        return None
+    return float(statistics.median(recent))
+
+
 def _checks_of(
     got: Mapping[str, float],
     table: TableContract,
-    yesterday_rows: int | None,
+    recent: Sequence[float],
     limits: QualitySettings,
 ) -> list[Check]:
     name = table.name
@@ -160,10 +170,12 @@ def _checks_of(
     checks = [
         measure(name, "rows", rows) if table.may_be_empty else at_least(name, "rows", rows, 1)
     ]
-    if yesterday_rows and not table.may_be_empty:
-        ratio = rows / yesterday_rows
-        checks.append(at_least(name, "rows_vs_yesterday_min", ratio, limits.min_row_ratio))
-        checks.append(at_most(name, "rows_vs_yesterday_max", ratio, limits.max_row_ratio))
+    typical = typical_rows(recent, limits)
+    if typical and not table.may_be_empty:
+        ratio = rows / typical
+        checks.append(measure(name, "recent_median_rows", typical))
+        checks.append(at_least(name, "rows_vs_recent_min", ratio, limits.min_row_ratio))
+        checks.append(at_most(name, "rows_vs_recent_max", ratio, limits.max_row_ratio))
     for column in table.columns:
         nulls = got[f"nulls.{column.name}"]
         if column.nullable:
@@ -181,13 +193,15 @@ def _checks_of(
 def contract_checks(
     df: DataFrame,
     table: TableContract,
-    yesterday_rows: int | None,
+    recent: Sequence[float],
     limits: QualitySettings,
 ) -> list[Check]:
     """The checks a table's contract implies, measured in one pass over ``df`` (one day).
 
-    ``rows`` at least 1; ``rows_vs_yesterday`` within ``[min_row_ratio, max_row_ratio]``
-    (skipped without a yesterday; neither for a table that ``may_be_empty``);
+    ``rows`` at least 1; ``rows_vs_recent`` within ``[min_row_ratio, max_row_ratio]`` of
+    the median of ``recent`` (the rows of the table's last present days, see
+    :func:`recent_rows`; skipped with too few of them, and for a table that
+    ``may_be_empty``);
     ``nulls.<col>`` = 0 for each non-nullable column and ``null_share.<col>`` recorded for
     the others; ``out_of_range.<col>`` = 0 for columns with
     a ``value_range``; ``not_accepted.<col>`` = 0 for columns with ``accepted`` values;
@@ -197,32 +211,62 @@ def contract_checks(
     row = df.agg(*[m.alias(k) for k, m in measures.items()]).first()
     assert row is not None
     got = {k: float(row[k] or 0) for k in measures}
-    return _checks_of(got, table, yesterday_rows, limits)
+    return _checks_of(got, table, recent, limits)
 
 
 def contract_checks_by_day(
     df: DataFrame,
     table: TableContract,
     days: DayRange,
-    rows_before: int | None,
+    recent_before: Sequence[float],
     limits: QualitySettings,
 ) -> dict[dt.date, list[Check]]:
     """:func:`contract_checks` of each day of ``days`` in one pass over ``df`` (rows of those
-    days, by ``dt``). Each day's yesterday is the day before in ``df``; the first day's is
-    ``rows_before`` (the table's rows of the day before the range), so the checks of a range
-    are those its days would get one by one, in date order."""
+    days, by ``dt``). The first day's recent days are ``recent_before`` (the table's, before
+    the range); each present day of the range joins the next days' recent days, so the
+    checks of a range are those its days would get one by one, in date order."""
     measures = _measures(table)
     found = {
         r[C.DT]: {k: float(r[k] or 0) for k in measures}
         for r in df.groupBy(C.DT).agg(*[m.alias(k) for k, m in measures.items()]).collect()
     }
     by_day: dict[dt.date, list[Check]] = {}
-    yesterday = rows_before
+    recent = list(recent_before)
     for day in days.days:
         got = found.get(day, dict.fromkeys(measures, 0.0))
-        by_day[day] = _checks_of(got, table, yesterday, limits)
-        yesterday = int(got["rows"])
+        by_day[day] = _checks_of(got, table, recent, limits)
+        if got["rows"] > 0:
+            recent = [*recent, got["rows"]][-limits.recent_days :]
     return by_day
+
+
+def recent_rows(
+    spark: SparkSession, settings: Settings, tables: Sequence[str], before: dt.date
+) -> dict[str, list[float]]:
+    """Per table of ``tables``, the rows of its last ``quality.recent_days`` present days
+    before ``before`` (oldest first), as recorded in ``ops.quality_checks``: days within
+    ``quality.lookback_days`` with rows and every check of the table passed (a refused
+    write's rows never became the table's)."""
+    limits = settings.quality
+    first = before - dt.timedelta(days=limits.lookback_days)
+    rows = F.max(F.when(F.col(C.CHECK_NAME) == "rows", F.col(C.VALUE)))
+    found = (
+        read_table(spark, settings, QUALITY_CHECKS)
+        .filter(
+            (F.col(C.DT) >= F.lit(first))
+            & (F.col(C.DT) < F.lit(before))
+            & F.col(C.TABLE_NAME).isin(*tables)
+        )
+        .groupBy(C.TABLE_NAME, C.DT)
+        .agg(F.min(F.col(C.PASSED).cast("int")).alias("ok"), rows.alias("rows"))
+        .filter((F.col("ok") == 1) & (F.col("rows") > 0))
+        .orderBy(C.DT)
+        .collect()
+    )
+    recent: dict[str, list[float]] = {name: [] for name in tables}
+    for r in found:
+        recent[r[C.TABLE_NAME]].append(float(r["rows"]))
+    return {name: days[-limits.recent_days :] for name, days in recent.items()}
 
 
 def write_checked(
@@ -269,11 +313,12 @@ def write_checked_days(
     write per table; per day, the row count of each table."""
     # The contract checks and the write are two passes over each frame.
     cached = [(table, df.cache() if contract else df) for table, df in outputs]
-    day_before = days.first - dt.timedelta(days=1)
+    recent = (
+        recent_rows(spark, settings, [t.name for t, _ in outputs], days.first) if contract else {}
+    )
 
     def check(table: TableContract, df: DataFrame) -> dict[dt.date, list[Check]]:
-        before = read_partition(spark, settings, table, day_before).count()
-        return contract_checks_by_day(df, table, days, before, settings.quality)
+        return contract_checks_by_day(df, table, days, recent[table.name], settings.quality)
 
     by_day: dict[dt.date, list[Check]] = {
         day: list((extra_checks or {}).get(day, ())) for day in days.days
@@ -293,6 +338,17 @@ def write_checked_days(
             write_partitions(spark, settings, [recorded], days)
             log.error(
                 "%s for %s not written; the checks are in ops.quality_checks", checked_tables, days
+            )
+            failing = {
+                d: checks for d, checks in by_day.items() if any(not c.passed for c in checks)
+            }
+            notify(
+                settings,
+                QUALITY_CHECK_FAILED,
+                f"{', '.join(checked_tables)} not published: "
+                + " | ".join(f"{d}: {_described(c)}" for d, c in sorted(failing.items())),
+                days.first if len(days) == 1 else str(days),
+                tables=", ".join(checked_tables),
             )
         raise_on_failure_by_day(by_day)  # logs the counts; raises if a check failed
         writes: list[tuple[TableContract, DataFrame, Scope]] = [(t, df, {}) for t, df in cached]

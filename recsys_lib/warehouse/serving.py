@@ -22,6 +22,7 @@ import datetime as dt
 import logging
 import os
 import secrets
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -201,3 +202,21 @@ def _write_and_swap(
         raise
     log.info("serving: %s rows of %s served in %s.%s", count, run_date, schema, table)
     return count
+
+
+def erase_users(settings: ServingSettings, users: Sequence[str]) -> int:
+    """Delete the served rows of ``users`` (pseudonyms); the rows deleted (0 before the
+    first publish)."""
+    conn = connection(settings)
+    with closing(conn.connect()) as db, db.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"{settings.schema}.{settings.table}",))
+        if cur.fetchone()[0] is None:
+            return 0
+        cur.execute(
+            f"DELETE FROM {_quoted(settings.schema, settings.table)} "
+            f"WHERE {_quoted(C.USER_ID)} = ANY(%s)",
+            (list(users),),
+        )
+        deleted = int(cur.rowcount)
+        db.commit()
+    return deleted

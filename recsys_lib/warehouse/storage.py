@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -47,17 +48,30 @@ def delta_version(spark: SparkSession, path: str) -> int:
     return int(log_.update(False, empty, empty).version())
 
 
-def delta_columns(spark: SparkSession, path: str) -> list[str] | None:
-    """The column names of the Delta table at ``path`` (None if there is none), read from its
-    log on the driver: no Spark job."""
+STATS_COLUMNS = "delta.dataSkippingStatsColumns"
+
+
+def _snapshot(spark: SparkSession, path: str) -> Any:
     jvm = spark._jvm
     assert jvm is not None
     empty = jvm.scala.Option.empty()
     log_ = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
-    snapshot = log_.update(False, empty, empty)
+    return log_.update(False, empty, empty)
+
+
+def delta_columns(spark: SparkSession, path: str) -> list[str] | None:
+    """The column names of the Delta table at ``path`` (None if there is none), read from its
+    log on the driver: no Spark job."""
+    snapshot = _snapshot(spark, path)
     if int(snapshot.version()) < 0:
         return None
     return [f["name"] for f in json.loads(snapshot.schema().json())["fields"]]
+
+
+def delta_property(spark: SparkSession, path: str, key: str) -> str | None:
+    """A table property of the Delta table at ``path`` (None if unset), from its log."""
+    value = _snapshot(spark, path).metadata().configuration().get(key)
+    return str(value.get()) if value.isDefined() else None
 
 
 def create_missing_tables(spark: SparkSession, settings: Settings) -> None:
@@ -67,20 +81,28 @@ def create_missing_tables(spark: SparkSession, settings: Settings) -> None:
     for table in ALL_TABLES:
         path = table_path(settings, table)
         columns = delta_columns(spark, path)
+        stats = ",".join(table.stats_columns) if table.stats_columns else None
         if columns is None:
-            (
+            builder = (
                 DeltaTable.createIfNotExists(spark)
                 .location(path)
                 .addColumns(table.schema)
                 .partitionedBy(*table.partition_by)
-                .execute()
             )
+            if stats:
+                builder = builder.property(STATS_COLUMNS, stats)
+            builder.execute()
             continue
         new = [c for c in table.columns if c.name not in columns]
         if new:
             added = ", ".join(f"`{c.name}` {c.dtype.simpleString()}" for c in new)
             log.warning("%s: adding the contract's new columns %s", table.name, added)
             spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
+        if stats and delta_property(spark, path, STATS_COLUMNS) != stats:
+            log.warning("%s: statistics no longer kept for %s", table.name, table.user_columns)
+            spark.sql(
+                f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{STATS_COLUMNS}' = '{stats}')"
+            )
 
 
 def ensure_tables(spark: SparkSession, settings: Settings) -> None:
@@ -206,6 +228,12 @@ def write_partitions(
             log.error("rolling back %s to version %d", table.name, version)
             DeltaTable.forPath(spark, table_path(settings, table)).restoreToVersion(version)
     raise failed[0]
+
+
+def append_rows(df: DataFrame, settings: Settings, table: TableContract) -> None:
+    """Add rows to ``table`` in one Delta commit, for a log whose entries never replace one
+    another (``ops.erasures``)."""
+    conform(df, table).write.format("delta").mode("append").save(table_path(settings, table))
 
 
 def read_partition(

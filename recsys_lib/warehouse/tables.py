@@ -44,6 +44,23 @@ class TableContract:
         return self.name.split(".")[0]
 
     @property
+    def user_columns(self) -> tuple[str, ...]:
+        """Columns that identify a person: a raw user id or its pseudonym."""
+        return tuple(c for c in (C.RAW_USER, C.USER_ID) if c in self.column_names)
+
+    @property
+    def stats_columns(self) -> tuple[str, ...] | None:
+        """The columns Delta keeps min/max statistics of in its log: all but
+        :attr:`user_columns` (an id in the log would outlive its rows' erasure); None for a
+        table without them (Delta's default)."""
+        if not self.user_columns:
+            return None
+        skip = {*self.user_columns, *self.partition_by}
+        return tuple(
+            c.name for c in self.columns if c.name not in skip and isinstance(c.dtype, _STATS_TYPES)
+        )
+
+    @property
     def table_name(self) -> str:
         return self.name.split(".")[1]
 
@@ -59,6 +76,20 @@ class TableContract:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+
+# The types Delta keeps min/max statistics of (no arrays, maps, structs or binaries).
+_STATS_TYPES = (
+    T.StringType,
+    T.IntegerType,
+    T.LongType,
+    T.ShortType,
+    T.ByteType,
+    T.FloatType,
+    T.DoubleType,
+    T.DecimalType,
+    T.DateType,
+    T.TimestampType,
+)
 
 _DT = Column(C.DT, T.DateType(), "run date the row belongs to (UTC calendar day)", False)
 
@@ -739,6 +770,35 @@ MODEL_EVALUATION = TableContract(
     key=(C.DT, C.MODEL, C.VARIANT, C.METRIC, C.K),
 )
 
+ERASURES = TableContract(
+    name="ops.erasures",
+    grain="one erasure of users (recsys erase-user), without their ids",
+    columns=(
+        Column(C.DT, T.DateType(), "day the erasure ran (UTC)", False),
+        Column(C.ERASURE_ID, T.StringType(), "id of the erasure (a random UUID)", False),
+        Column(C.USERS, T.LongType(), "number of user ids the request named", False),
+        Column(
+            C.ROWS_DELETED,
+            T.MapType(T.StringType(), T.LongType()),
+            "rows deleted per table",
+            False,
+        ),
+        Column(C.STAGED_DELETED, T.LongType(), "_staging/ partitions deleted", False),
+        Column(
+            C.ARTIFACTS_REWRITTEN, T.LongType(), "model artifacts rewritten without them", False
+        ),
+        Column(C.SERVING_ROWS_DELETED, T.LongType(), "rows deleted from the serving table", False),
+        Column(
+            C.FILES_GONE_AFTER,
+            T.TimestampType(),
+            "when the maintenance VACUUM may delete the files that still hold the rows (UTC)",
+            False,
+        ),
+        Column(C.FINISHED_AT, T.TimestampType(), "when the erasure finished (UTC)", False),
+    ),
+    key=(C.DT, C.ERASURE_ID),
+)
+
 ALL_TABLES: tuple[TableContract, ...] = (
     RAW_EVENTS,
     RAW_ITEMS,
@@ -759,6 +819,7 @@ ALL_TABLES: tuple[TableContract, ...] = (
     QUALITY_CHECKS,
     MODEL_EVALUATION,
     STAGE_RUNS,
+    ERASURES,
 )
 
 

@@ -31,11 +31,12 @@ def test_every_dag_file_imports_without_errors() -> None:
 
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
-    assert "recsys_nightly" in bag.dag_ids
+    assert {"recsys_nightly", "recsys_maintenance"} <= set(bag.dag_ids)
 
 
 def test_nightly_task_graph(nightly) -> None:
     order = [
+        "wait_for_input",
         "ingest",
         "clean",
         "aggregate",
@@ -51,8 +52,15 @@ def test_nightly_task_graph(nightly) -> None:
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert nightly.get_task(downstream).upstream_task_ids == {upstream}
     assert nightly.catchup is False
-    assert all(t.retries == 2 for t in nightly.tasks)
-    for task in nightly.tasks:
+    # Day D+1 waits for day D, task by task; failures reach the notifier.
+    assert all(t.depends_on_past for t in nightly.tasks)
+    assert all(t.on_failure_callback for t in nightly.tasks)
+    sensor = nightly.get_task("wait_for_input")
+    assert sensor.mode == "reschedule" and sensor.op_kwargs == {"day": RUN_DATE_TEMPLATE}
+    assert sensor.timeout == 12 * 3600 and sensor.retries == 0
+    stages = [t for t in nightly.tasks if t.task_id != "wait_for_input"]
+    assert all(t.retries == 2 for t in stages)
+    for task in stages:
         assert task._conn_id == "spark_default"
         assert task.application.endswith(f"jobs/{task.task_id}.py")
         assert Path(task.application).is_file()
@@ -102,3 +110,22 @@ def test_parsing_queries_no_database_and_looks_up_no_connection() -> None:
     finally:
         event.remove(Engine, "before_cursor_execute", count)
     assert statements == []
+
+
+def test_maintenance_waits_for_the_night_then_cleans_up() -> None:
+    from recsys_lib.stages.maintenance import TASKS
+
+    maintenance = load_module(DAGS / "recsys_maintenance.py").dag
+    assert sorted(maintenance.task_ids) == sorted(["wait_for_night", *TASKS])
+    night = maintenance.get_task("wait_for_night")
+    assert night.external_dag_id == "recsys_nightly" and night.external_task_id is None
+    assert maintenance.get_task("compact").upstream_task_ids == {"wait_for_night"}
+    assert maintenance.get_task("vacuum").upstream_task_ids == {"compact"}
+    assert maintenance.get_task("clean_staging").upstream_task_ids == {"vacuum"}
+    assert maintenance.get_task("prune_mlflow").upstream_task_ids == {"wait_for_night"}
+    for task_id in TASKS:
+        task = maintenance.get_task(task_id)
+        assert task.application.endswith("jobs/maintenance.py")
+        assert Path(task.application).is_file()
+        assert task.application_args == ["--task", task_id, "--date", RUN_DATE_TEMPLATE]
+    assert maintenance.max_active_runs == 1

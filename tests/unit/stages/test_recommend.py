@@ -108,10 +108,10 @@ GOOD = [("u1", 1, 10, 2.0), ("u1", 2, 11, 1.0), ("u2", 1, 10, 0.5)]
 def test_audit_passes_a_sound_set_and_names_each_fault(spark, tmp_path) -> None:
     settings = make_settings(tmp_path)
     purchased = spark.createDataFrame([("u2", 99)], PAIRS)
-    assert all(c.passed for c in audit(_recs(spark, GOOD), purchased, 2, 0, settings))
+    assert all(c.passed for c in audit(_recs(spark, GOOD), purchased, 2, [], settings))
 
     bad = _recs(spark, [*GOOD, ("u1", 2, 12, 1.0), ("u2", 2, 99, float("nan"))])
-    failed = {c.name for c in audit(bad, purchased, 4, 0, settings) if not c.passed}
+    failed = {c.name for c in audit(bad, purchased, 4, [], settings) if not c.passed}
     assert failed == {
         "duplicate_keys",
         "purchased_items",
@@ -125,11 +125,11 @@ def test_audit_passes_a_sound_set_and_names_each_fault(spark, tmp_path) -> None:
             [T.StructField(f.name, f.dataType, True) for f in USER_RECOMMENDATIONS.schema]
         ),
     )
-    failed = {c.name for c in audit(nulls, purchased, 1, 0, settings) if not c.passed}
+    failed = {c.name for c in audit(nulls, purchased, 1, [], settings) if not c.passed}
     assert {"nulls.item_id", "duplicate_keys"} <= failed
 
-    many = audit(_recs(spark, GOOD), purchased, 2, yesterday_rows=100, settings=settings)
-    assert {c.name for c in many if not c.passed} == {"rows_vs_yesterday_min"}
+    many = audit(_recs(spark, GOOD), purchased, 2, recent_rows=[100] * 7, settings=settings)
+    assert {c.name for c in many if not c.passed} == {"rows_vs_recent_min"}
 
 
 @pytest.mark.slow
@@ -147,7 +147,7 @@ def test_a_bad_set_is_not_published_and_yesterday_stays(spark, tmp_path) -> None
         settings,
         USER_RECOMMENDATIONS,
         good,
-        audit(good, purchased, 2, 0, settings),
+        audit(good, purchased, 2, [], settings),
         yesterday,
     )
     before = sorted(read_table(spark, settings, USER_RECOMMENDATIONS).collect())
@@ -155,7 +155,7 @@ def test_a_bad_set_is_not_published_and_yesterday_stays(spark, tmp_path) -> None
     for day in (DAY, yesterday):  # a new day, and a rerun of the published one
         rows = [(d_u, r, i, s) for d_u, r, i, s in GOOD] + [("u1", 1, 13, 0.1)]
         staged = write_staged(spark, settings, USER_RECOMMENDATIONS, _recs(spark, rows, day), day)
-        checks = audit(staged, purchased, 2, 3, settings)
+        checks = audit(staged, purchased, 2, [3, 3, 3], settings)
         with pytest.raises(QualityCheckError, match="duplicate_keys"):
             publish(spark, settings, USER_RECOMMENDATIONS, staged, checks, day)
         assert (

@@ -79,7 +79,7 @@ def test_top_lists_rank_by_score_then_item() -> None:
 
 @pytest.mark.slow
 def test_worse_ranker_is_not_promoted_a_better_one_is_and_reruns_reuse_versions(
-    tmp_path,
+    tmp_path, monkeypatch
 ) -> None:
     settings = make_settings(tmp_path)
     experiment = tracking.use_experiment(settings)
@@ -91,6 +91,11 @@ def test_worse_ranker_is_not_promoted_a_better_one_is_and_reruns_reuse_versions(
             versions.append(register(settings, ranker, run.info.run_id))
     assert versions == ["1", "2", "3", "1"]  # the same model again reuses its version
 
+    alerts: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        "recsys_lib.models.registry.notify",
+        lambda settings, kind, summary, *args, **kw: alerts.append((kind, summary)),
+    )
     night = dt.date(2026, 3, 10)
     better = Baseline("popular", 0.41)
     assert not apply_gate(settings, "1", 0.40, None, None, night, better)  # below popular
@@ -104,6 +109,10 @@ def test_worse_ranker_is_not_promoted_a_better_one_is_and_reruns_reuse_versions(
     next_night = night + dt.timedelta(days=1)
     assert not apply_gate(settings, "2", 0.30, champion, 0.40, next_night)  # worse: kept
     assert _number(load_champion(settings)) == "1"
+    # Both refusals reached the notifier, with the figures that decided them.
+    assert [kind for kind, _ in alerts] == ["champion_not_promoted"] * 2
+    assert "does not beat popular's 0.4100" in alerts[0][1]
+    assert "0.3000 < champion recsys-ranker/1's 0.4000" in alerts[1][1]
     assert apply_gate(settings, "3", 0.398, champion, 0.40, next_night)  # within the tolerance
     assert _number(load_champion(settings)) == "3"
 

@@ -123,7 +123,13 @@ def test_registration_follows_the_warehouse_and_keeps_data(spark, settings, tmp_
 def test_a_table_of_an_earlier_version_gains_the_contracts_new_columns(spark, settings) -> None:
     from delta.tables import DeltaTable
 
-    from recsys_lib.warehouse.storage import create_missing_tables, delta_columns, table_path
+    from recsys_lib.warehouse.storage import (
+        STATS_COLUMNS,
+        create_missing_tables,
+        delta_columns,
+        delta_property,
+        table_path,
+    )
     from recsys_lib.warehouse.tables import CLEAN_EVENTS
 
     path = table_path(settings, CLEAN_EVENTS)
@@ -132,5 +138,8 @@ def test_a_table_of_an_earlier_version_gains_the_contracts_new_columns(spark, se
     assert delta_columns(spark, path) == [c.name for c in old]
     create_missing_tables(spark, settings)
     assert delta_columns(spark, path) == CLEAN_EVENTS.column_names
+    # ... and no longer keeps statistics of its user column (an erased id would stay there).
+    stats = delta_property(spark, path, STATS_COLUMNS)
+    assert stats == ",".join(CLEAN_EVENTS.stats_columns) and C.USER_ID not in stats.split(",")
     create_missing_tables(spark, settings)  # nothing left to add
-    assert table_version(spark, settings, CLEAN_EVENTS) == 1
+    assert table_version(spark, settings, CLEAN_EVENTS) == 2
