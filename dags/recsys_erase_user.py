@@ -10,13 +10,11 @@ Delete the file once the run succeeded.
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param
 
-from recsys_lib.runtime.airflow_support import JOBS_DIR, report_failure, spark_properties_file
+from recsys_lib.runtime.airflow_support import spark_job, spark_properties_file, task_defaults
 
 with DAG(
     dag_id="recsys_erase_user",
@@ -26,21 +24,14 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     params={"ids_file": Param("", type="string", minLength=1, description="file of raw ids")},
-    default_args={
-        # A night's commit to the same table makes Delta refuse the DELETE: retry after it.
-        "retries": int(os.environ.get("RECSYS_DAG_RETRIES", "2")),
-        "retry_delay": timedelta(minutes=10),
-        "execution_timeout": timedelta(hours=3),
-        "on_failure_callback": report_failure,
-    },
+    # A night's commit to the same table makes Delta refuse the erasure: retry after it.
+    default_args=task_defaults(retry_minutes=10),
     user_defined_macros={"recsys_spark_properties": spark_properties_file},
     tags=["recsys"],
 ) as dag:
-    SparkSubmitOperator(
-        task_id="erase_user",
-        conn_id="spark_default",
-        application=str(JOBS_DIR / "erase_user.py"),
-        application_args=["--ids-file", "{{ params.ids_file }}", "--date", "{{ ds }}"],
-        properties_file="{{ recsys_spark_properties() }}",
-        name="recsys-erase-user-{{ ds }}",
+    spark_job(
+        "erase_user",
+        "erase_user",
+        ["--ids-file", "{{ params.ids_file }}", "--date", "{{ ds }}"],
+        "recsys-erase-user-{{ ds }}",
     )

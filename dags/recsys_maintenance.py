@@ -9,19 +9,18 @@ partitions and the MLflow runs no registry alias needs; docs/operations.md, "Mai
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from recsys_lib.runtime.airflow_support import (
-    JOBS_DIR,
     RUN_DATE_TEMPLATE,
-    report_failure,
+    spark_job,
     spark_properties_file,
+    task_defaults,
 )
 
 with DAG(
@@ -31,12 +30,7 @@ with DAG(
     start_date=datetime(2015, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "retries": int(os.environ.get("RECSYS_DAG_RETRIES", "2")),
-        "retry_delay": timedelta(minutes=5),
-        "execution_timeout": timedelta(hours=3),
-        "on_failure_callback": report_failure,
-    },
+    default_args=task_defaults(),
     user_defined_macros={"recsys_spark_properties": spark_properties_file},
     tags=["recsys"],
 ) as dag:
@@ -50,15 +44,9 @@ with DAG(
         retries=0,
     )
 
-    def job(task_id: str) -> SparkSubmitOperator:
-        return SparkSubmitOperator(
-            task_id=task_id,
-            conn_id="spark_default",
-            application=str(JOBS_DIR / "maintenance.py"),
-            application_args=["--task", task_id, "--date", RUN_DATE_TEMPLATE],
-            properties_file="{{ recsys_spark_properties() }}",
-            name=f"recsys-{task_id}-{RUN_DATE_TEMPLATE}",
-        )
+    def job(task: str) -> Any:
+        args = ["--task", task, "--date", RUN_DATE_TEMPLATE]
+        return spark_job(task, "maintenance", args, f"recsys-{task}-{RUN_DATE_TEMPLATE}")
 
     night >> job("compact") >> job("vacuum") >> job("clean_staging")
     night >> job("prune_mlflow")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.sensors.python import PythonSensor
 from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -27,10 +26,10 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from recsys_lib.constants import NIGHTLY_STAGES
 from recsys_lib.io.arrival import input_ready
 from recsys_lib.runtime.airflow_support import (
-    JOBS_DIR,
     RUN_DATE_TEMPLATE,
-    report_failure,
+    spark_job,
     spark_properties_file,
+    task_defaults,
 )
 
 with DAG(
@@ -40,14 +39,7 @@ with DAG(
     start_date=datetime(2015, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        # RECSYS_DAG_RETRIES=0 makes `airflow dags test` fail at once (the demo, the tests).
-        "retries": int(os.environ.get("RECSYS_DAG_RETRIES", "2")),
-        "retry_delay": timedelta(minutes=5),
-        "execution_timeout": timedelta(hours=3),
-        "depends_on_past": True,
-        "on_failure_callback": report_failure,
-    },
+    default_args={**task_defaults(), "depends_on_past": True},
     user_defined_macros={"recsys_spark_properties": spark_properties_file},
     tags=["recsys"],
 ) as dag:
@@ -61,13 +53,8 @@ with DAG(
         retries=0,
     )
     for stage in NIGHTLY_STAGES:
-        task = SparkSubmitOperator(
-            task_id=stage,
-            conn_id="spark_default",
-            application=str(JOBS_DIR / f"{stage}.py"),
-            application_args=["--date", RUN_DATE_TEMPLATE],
-            properties_file="{{ recsys_spark_properties() }}",
-            name=f"recsys-{stage}-{RUN_DATE_TEMPLATE}",
+        task = spark_job(
+            stage, stage, ["--date", RUN_DATE_TEMPLATE], f"recsys-{stage}-{RUN_DATE_TEMPLATE}"
         )
         previous >> task
         previous = task

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from recsys_lib.config import load_settings
 from recsys_lib.pipeline import StageError, run_stage, warm_up
@@ -46,29 +47,44 @@ def main(stage: str, argv: list[str] | None = None) -> int:
     return 0
 
 
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--env", default=None, help="configuration environment (conf/ENV.yaml)")
+    return parser
+
+
+def _run(what: str, day: dt.date, work: Callable[[], object]) -> int:
+    """Run ``work``; on a failure print ``recsys: <what> <day>: <problem>`` (the traceback
+    too with ``RECSYS_VERBOSE``) and return 1."""
+    try:
+        work()
+    except Exception as exc:
+        if os.environ.get(VERBOSE_ENV):
+            log.exception("%s for %s failed", what, day)
+        print(f"recsys: {what} {day}: {one_line(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def maintain(argv: list[str] | None = None) -> int:
     """``jobs/maintenance.py --task T --date D``: one task of the ``recsys_maintenance`` DAG."""
     from recsys_lib.stages.maintenance import SPARK_TASKS, TASKS
 
-    parser = argparse.ArgumentParser(prog="jobs/maintenance.py")
+    parser = _parser("jobs/maintenance.py")
     parser.add_argument("--task", required=True, choices=list(TASKS))
-    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
-    parser.add_argument("--env", default=None, help="configuration environment (conf/ENV.yaml)")
     args = parser.parse_args(argv)
     configure_logging()
-    try:
+
+    def work() -> None:
         settings = load_settings(args.env)
         spark = None
         if args.task in SPARK_TASKS:
             spark = get_spark(settings, app_name=f"recsys-{args.task}-{args.date}")
         figures = TASKS[args.task](spark, settings, args.date)
-    except Exception as exc:
-        if os.environ.get(VERBOSE_ENV):
-            log.exception("maintenance task %s for %s failed", args.task, args.date)
-        print(f"recsys: {args.task} {args.date}: {one_line(exc)}", file=sys.stderr)
-        return 1
-    log.info("maintenance %s for %s: %s", args.task, args.date, figures)
-    return 0
+        log.info("maintenance %s for %s: %s", args.task, args.date, figures)
+
+    return _run(args.task, args.date, work)
 
 
 def erase(argv: list[str] | None = None) -> int:
@@ -77,20 +93,15 @@ def erase(argv: list[str] | None = None) -> int:
 
     from recsys_lib.stages.erase_user import STAGE, erase_users, read_ids
 
-    parser = argparse.ArgumentParser(prog="jobs/erase_user.py")
+    parser = _parser("jobs/erase_user.py")
     parser.add_argument("--ids-file", required=True, help="raw user ids, one a line")
-    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
-    parser.add_argument("--env", default=None, help="configuration environment (conf/ENV.yaml)")
     args = parser.parse_args(argv)
     configure_logging()
-    try:
+
+    def work() -> None:
         settings = load_settings(args.env)
         ids = read_ids(Path(args.ids_file))
         spark = get_spark(settings, app_name=f"recsys-{STAGE}-{args.date}")
         erase_users(spark, settings, ids, args.date)
-    except Exception as exc:
-        if os.environ.get(VERBOSE_ENV):
-            log.exception("%s for %s failed", STAGE, args.date)
-        print(f"recsys: {STAGE} {args.date}: {one_line(exc)}", file=sys.stderr)
-        return 1
-    return 0
+
+    return _run(STAGE, args.date, work)

@@ -64,3 +64,31 @@ def report_failure(context: Mapping[str, Any]) -> None:
         try_number=getattr(task, "try_number", "?"),
         log_url=getattr(task, "log_url", ""),
     )
+
+
+def task_defaults(retry_minutes: float = 5) -> dict[str, Any]:
+    """``default_args`` of the project's DAGs: retries (``RECSYS_DAG_RETRIES``, default 2;
+    0 makes ``airflow dags test`` fail at once), a 3-hour timeout, failures reported."""
+    from datetime import timedelta
+
+    return {
+        "retries": int(os.environ.get("RECSYS_DAG_RETRIES", "2")),
+        "retry_delay": timedelta(minutes=retry_minutes),
+        "execution_timeout": timedelta(hours=3),
+        "on_failure_callback": report_failure,
+    }
+
+
+def spark_job(task_id: str, job: str, args: list[str], name: str) -> Any:
+    """The ``spark-submit`` task of ``jobs/<job>.py`` with ``args``, on ``spark_default`` and
+    the configuration's properties (the DAG defines the ``recsys_spark_properties`` macro)."""
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    return SparkSubmitOperator(
+        task_id=task_id,
+        conn_id="spark_default",
+        application=str(JOBS_DIR / f"{job}.py"),
+        application_args=args,
+        properties_file="{{ recsys_spark_properties() }}",
+        name=name,
+    )
