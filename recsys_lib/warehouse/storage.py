@@ -205,9 +205,9 @@ def write_partitions(
     Every frame is conformed to its contract before anything is written, so a missing column
     fails with nothing changed. The tables are then written concurrently (one Delta commit
     each: Spark's scheduler overlaps the small jobs of small data). Delta commits are atomic
-    per table; when one write fails, the tables already committed are restored to their
-    previous versions. A process killed between commits is repaired by rerunning the stage,
-    which is idempotent.
+    per table; when one write fails, the slices already committed are put back as they were
+    (:func:`revert_slice`), leaving other runs' commits alone. A process killed between
+    commits is repaired by rerunning the stage, which is idempotent.
     """
     for table, df, _ in writes:
         conform(df, table)
@@ -222,12 +222,39 @@ def write_partitions(
     failed = [o for o in outcomes if isinstance(o, BaseException)]
     if not failed:
         return
-    for (table, _, _), outcome in zip(writes, outcomes, strict=True):
+    for (table, _, scope), outcome in zip(writes, outcomes, strict=True):
         if not isinstance(outcome, BaseException):
-            version = before[table.name]
-            log.error("rolling back %s to version %d", table.name, version)
-            DeltaTable.forPath(spark, table_path(settings, table)).restoreToVersion(version)
+            revert_slice(spark, settings, table, before[table.name], days, scope)
     raise failed[0]
+
+
+def revert_slice(
+    spark: SparkSession,
+    settings: Settings,
+    table: TableContract,
+    version: int,
+    days: Days,
+    scope: Scope | None = None,
+) -> None:
+    """Put back the slice ``days``/``scope`` of ``table`` as it was at ``version``, in one
+    commit that touches that slice only: other runs' commits to other slices since then
+    stay (a RESTORE of the whole table would undo them)."""
+    log.error("rolling back %s %s to its rows of version %d", table.name, days, version)
+    predicate = slice_predicate(days, scope)
+    path = table_path(settings, table)
+    if version < 0:  # the table did not exist: the slice was empty
+        previous = spark.createDataFrame([], table.schema)
+    else:
+        previous = (
+            spark.read.format("delta").option("versionAsOf", version).load(path).filter(predicate)
+        )
+    (
+        conform(previous, table)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", predicate)
+        .save(path)
+    )
 
 
 def append_rows(df: DataFrame, settings: Settings, table: TableContract) -> None:

@@ -6,8 +6,9 @@ History and two nights run in-process (the ranker needs three label days); then
 `airflow backfill create` asks the scheduler for the next two nights, each stage a
 spark-submit task; the test follows the runs through Airflow's REST API until they succeed,
 checks the tables (the second night trains, promotes and serves the first ranker, in
-MLflow's registry on the server, and publishes the lists to the serving table), and reruns
-the last night in-process, which must change nothing."""
+MLflow's registry on the server, and publishes the lists to the serving table). The two
+runs are active at once: depends_on_past keeps each stage of the second night after the
+first night's. (A rerun changing nothing is tested on the real RetailRocket sample.)"""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
-from recsys_lib.cli import airflow_environment, days, history_and_nights, run_days
+from recsys_lib.cli import airflow_environment, days, history_and_nights
 from recsys_lib.devtools.generator import generate_shop
 from recsys_lib.devtools.local_services import airflow_services, get, mlflow_server
 from recsys_lib.models.registry import load_champion
@@ -32,6 +33,7 @@ from recsys_lib.warehouse.storage import read_table, table_path
 from recsys_lib.warehouse.tables import (
     ALL_TABLES,
     CLEAN_ITEMS,
+    ERASURES,
     MODEL_EVALUATION,
     QUALITY_CHECKS,
     USER_PORTRAIT,
@@ -48,7 +50,6 @@ from tests.integration.helpers import (
     assert_reconciled,
     assert_samples_labelled,
     run_python_blocks,
-    snapshot,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.deployment]
@@ -127,7 +128,7 @@ def wait_for_runs(airflow, logical_dates: list[dt.date]) -> dict[dt.date, dict]:
         time.sleep(10)
 
 
-def test_two_nights_through_the_live_scheduler_then_a_rerun_change_nothing(spark, project) -> None:
+def test_two_nights_through_the_live_scheduler_in_date_order(spark, project) -> None:
     settings, shop, postgres, tracking = project
     nights = days(shop.last_day - dt.timedelta(days=3), shop.last_day - dt.timedelta(days=2))
     backfilled = [shop.last_day - dt.timedelta(days=1), shop.last_day]
@@ -144,20 +145,32 @@ def test_two_nights_through_the_live_scheduler_then_a_rerun_change_nothing(spark
             time.sleep(2)
         airflow.cli("dags", "unpause", "recsys_nightly")
         started = time.perf_counter()
+        # Both runs active at once (the backfill's default allows 10): depends_on_past must
+        # still keep day 2's stages after day 1's.
         airflow.cli(
             "backfill", "create", "--dag-id", "recsys_nightly",
             "--from-date", backfilled[0].isoformat(), "--to-date", backfilled[-1].isoformat(),
-            "--max-active-runs", "1",
+            "--reprocess-behavior", "failed",
         )  # fmt: skip
         runs = wait_for_runs(airflow, backfilled)
         print(f"two backfilled nights through the scheduler: {time.perf_counter() - started:.0f}s")
         assert all(r["run_type"] == "backfill" for r in runs.values())
-        first, second = (runs[d] for d in backfilled)
-        assert first["end_date"] <= second["start_date"]  # one after the other, in date order
-        tasks = airflow.api(f"dags/recsys_nightly/dagRuns/{second['dag_run_id']}/taskInstances")
-        assert {t["task_id"]: t["state"] for t in tasks["task_instances"]} == dict.fromkeys(
-            NIGHTLY, "success"
+        first, second = (
+            {
+                t["task_id"]: t
+                for t in airflow.api(
+                    f"dags/recsys_nightly/dagRuns/{runs[d]['dag_run_id']}/taskInstances"
+                )["task_instances"]
+            }
+            for d in backfilled
         )
+        assert {k: t["state"] for k, t in second.items()} == dict.fromkeys(
+            ("wait_for_input", *NIGHTLY), "success"
+        )
+        for task_id, task in second.items():  # each stage of day 2 after day 1's, in order
+            assert first[task_id]["end_date"] <= task["start_date"], task_id
+        overlap = first["recommend"]["end_date"] > second["ingest"]["start_date"]
+        print("the two runs overlapped (pipelined by depends_on_past):", overlap)
         status, page = get(airflow.url)
         assert status == 200 and b"Airflow" in page  # the UI answers
 
@@ -196,14 +209,6 @@ def test_two_nights_through_the_live_scheduler_then_a_rerun_change_nothing(spark
     published = read_table(spark, settings, USER_RECOMMENDATIONS).filter(F.col(C.DT) == last)
     assert served == published.count() > 0
 
-    before = snapshot(spark, settings)
-    champion = load_champion(settings)
-    run_days(settings, NIGHTLY, [last])
-    after = snapshot(spark, settings)
-    for table, rows in before.items():
-        assert after[table] == rows, f"{table} changed on rerun"
-    assert load_champion(settings) == champion  # the same model: the same registry version
-
 
 def test_analysts_read_every_table_without_spark(spark, project, monkeypatch) -> None:
     """docs/analysts.md's recipes, run as written from the project folder of the night above:
@@ -213,7 +218,8 @@ def test_analysts_read_every_table_without_spark(spark, project, monkeypatch) ->
         rows = pl.read_delta(table_path(settings, table))
         expected = read_table(spark, settings, table)
         assert rows.columns == expected.columns, table.name
-        assert rows.height == expected.count() > 0, table.name
+        assert rows.height == expected.count(), table.name
+        assert rows.height > 0 or table is ERASURES, table.name  # no erasure yet
 
     monkeypatch.chdir(settings.home)
     found = run_python_blocks(REPO / "docs" / "analysts.md")

@@ -76,9 +76,42 @@ def test_failed_multi_table_write_restores_earlier_tables(spark, settings) -> No
         )
     names = [r[C.CHECK_NAME] for r in read_table(spark, settings, QUALITY_CHECKS).collect()]
     assert names == ["old"]
-    # the stage's own commit, then the RESTORE that undid it
+    # the stage's own commit, then the one that put its slice back
     assert table_version(spark, settings, QUALITY_CHECKS) == version + 2
     assert read_table(spark, settings, STAGE_RUNS).count() == 0
+
+
+def test_a_rollback_reverts_its_own_slice_and_keeps_another_run_s_commit(
+    spark, settings, monkeypatch
+) -> None:
+    from recsys_lib.warehouse import storage
+
+    register_tables(spark, settings)
+    write_partition(checks(spark, D1, ["old"]), settings, QUALITY_CHECKS, D1)
+    real_write = storage.write_partition
+
+    def other_run_then_fail(df, settings_, table, days, scope=None):
+        if table is STAGE_RUNS:
+            # Another run commits day D2 of the same table while this one writes D1 ...
+            real_write(checks(spark, D2, ["other run"]), settings_, QUALITY_CHECKS, D2)
+            raise RuntimeError("stage_runs write failed")  # ... then this run fails.
+        real_write(df, settings_, table, days, scope)
+
+    monkeypatch.setattr(storage, "write_partition", other_run_then_fail)
+    with pytest.raises(RuntimeError, match="stage_runs write failed"):
+        write_partitions(
+            spark,
+            settings,
+            [
+                (QUALITY_CHECKS, checks(spark, D1, ["new"]), {}),
+                (STAGE_RUNS, spark.createDataFrame([], STAGE_RUNS.schema), {}),
+            ],
+            D1,
+        )
+    by_day = {
+        (r[C.DT], r[C.CHECK_NAME]) for r in read_table(spark, settings, QUALITY_CHECKS).collect()
+    }
+    assert by_day == {(D1, "old"), (D2, "other run")}  # D1 put back, D2's commit kept
 
 
 def test_a_missing_column_fails_before_anything_is_written(spark, settings) -> None:
