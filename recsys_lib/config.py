@@ -369,6 +369,16 @@ class MaintenanceSettings:
 
 
 @dataclass(frozen=True)
+class ConcurrencySettings:
+    """One run at a time per stage and day (docs/operations.md, "Concurrent runs")."""
+
+    claims: bool = True  # false: no claims (a store other than a local disk or S3)
+    heartbeat_seconds: float = 30.0  # a running claim's holder says it is alive this often
+    stale_after_seconds: float = 180.0  # a claim without a heartbeat this long has lapsed
+    wait_seconds: float = 600.0  # how long registering a ranker waits for another's turn
+
+
+@dataclass(frozen=True)
 class HistorySettings:
     """Whether a night may read windows with a day its history stages never processed."""
 
@@ -436,6 +446,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
+    concurrency: ConcurrencySettings = field(default_factory=ConcurrencySettings)
 
     def resolve(self, path: str) -> str:
         """Absolute form of a configured path; URIs (``s3a://``, ``file:``) are kept."""

@@ -29,17 +29,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.spark)
 
 
-def make_settings(home: Path, **overrides: str) -> Settings:
-    """Settings of the local environment with ``home`` as project root (own warehouse,
-    MLflow store, Airflow home) and the repo's jar cache."""
-    environ = {
+def _test_environ(overrides: dict[str, str]) -> dict[str, str]:
+    return {
         "RECSYS__PATHS__JARS_CACHE": str(REPO / ".cache" / "ivy"),
         "RECSYS__SPARK__SHUFFLE_PARTITIONS": "2",
         "RECSYS__SPARK__DRIVER_MEMORY": TEST_DRIVER_MEMORY,
         "RECSYS_PSEUDONYM_KEY": TEST_KEY,
         **{f"RECSYS__{k.upper()}": v for k, v in overrides.items()},
     }
+
+
+def make_settings(home: Path, **overrides: str) -> Settings:
+    """Settings of the local environment with ``home`` as project root (own warehouse,
+    MLflow store, Airflow home) and the repo's jar cache."""
+    environ = _test_environ(overrides)
     return load_settings("local", conf_dir=REPO / "conf", home=home, environ=environ)
+
+
+def recsys_environ(home: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a ``recsys`` subprocess whose settings are
+    ``make_settings(home, **overrides)`` (with the class archive of ``make setup``)."""
+    return {
+        **os.environ,
+        "RECSYS_HOME": str(home),
+        "RECSYS_CONF_DIR": str(REPO / "conf"),
+        "RECSYS_ENV": "local",
+        "RECSYS__PATHS__JVM_ARCHIVE": str(REPO / ".cache" / "jvm" / "recsys.jsa"),
+        **_test_environ(overrides),
+    }
 
 
 def table_frame(spark: object, table: object, rows: list[tuple]) -> object:

@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
 from recsys_lib.models import als
+from recsys_lib.runtime.claims import table_lock
 from recsys_lib.transforms.privacy import hmac_sha256_hex, pseudonym_key
 from recsys_lib.warehouse import maintenance, serving
 from recsys_lib.warehouse.storage import append_rows, read_table, table_path, table_version
@@ -84,7 +85,9 @@ def erase_users(
                 if column == C.RAW_USER
                 else f"t.`{C.USER_ID}` = e.{_ERASED}"
             )
-            target.merge(erased[column].alias("e"), matched).whenMatchedDelete().execute()
+            with table_lock(settings, table.name):
+                merge = target.merge(erased[column].alias("e"), matched)
+                merge.whenMatchedDelete().execute()
         rows[table.name] = found
     staged = maintenance.erase_from_staging(spark, settings, hashed)
     artifacts = als.erase_users(settings, hashed, erasure_id)

@@ -67,6 +67,8 @@ from recsys_lib.models.registry import (
     register,
 )
 from recsys_lib.runtime import tracking
+from recsys_lib.runtime.claims import waiting
+from recsys_lib.runtime.faults import fault_point
 from recsys_lib.runtime.spark import concurrently
 from recsys_lib.warehouse.storage import (
     read_partition,
@@ -392,10 +394,14 @@ def train_ranker(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
         new_ndcg = value_of(evaluation, C.RANKER, NDCG, gate_k) or 0.0
         champion_ndcg = value_of(evaluation, CHAMPION, NDCG, gate_k) if champion else None
         baseline = best_baseline(evaluation, gate_k)
-        version = register(settings, new_ranker, run.info.run_id)
-        promoted = apply_gate(
-            settings, version, new_ndcg, champion, champion_ndcg, run_date, baseline
-        )
+        # One run at a time registers a version and moves the alias (two nights may train).
+        registry = f"registry/{ranker_settings.registered_model}"
+        with waiting(settings, registry, f"train_ranker for {run_date}"):
+            version = register(settings, new_ranker, run.info.run_id)
+            promoted = apply_gate(
+                settings, version, new_ndcg, champion, champion_ndcg, run_date, baseline
+            )
+        fault_point("registered")
         evaluation.append((C.RANKER, PROMOTED, NO_CUT_OFF, 1.0 if promoted else 0.0))
         log_evaluation(settings, evaluation, trained, version, promoted, champion, baseline)
         mlflow.log_metrics(

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
 from recsys_lib.dates import DayRange
+from recsys_lib.runtime.claims import table_lock
 from recsys_lib.runtime.spark import concurrently
 from recsys_lib.warehouse.publish import STAGING
 from recsys_lib.warehouse.storage import table_path, table_version
@@ -63,7 +64,8 @@ def _compact_table(
 ) -> Compaction:
     where = f"{C.DT} >= '{days.first.isoformat()}' AND {C.DT} <= '{days.last.isoformat()}'"
     delta = DeltaTable.forPath(spark, table_path(settings, table))
-    row = delta.optimize().where(where).executeCompaction().first()
+    with table_lock(settings, table.name):
+        row = delta.optimize().where(where).executeCompaction().first()
     metrics = row["metrics"] if row else None
     removed = int(metrics["numFilesRemoved"]) if metrics else 0
     added = int(metrics["numFilesAdded"]) if metrics else 0

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
+from recsys_lib.runtime.faults import fault_point
 from recsys_lib.warehouse import quality
 from recsys_lib.warehouse.tables import TableContract, conform
 
@@ -41,6 +42,7 @@ def write_staged(
     conform(df, table).write.format("delta").mode("overwrite").option(
         "overwriteSchema", "true"
     ).save(path)
+    fault_point(f"staged:{table.name}")
     return spark.read.format("delta").load(path)
 
 

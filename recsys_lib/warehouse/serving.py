@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.config import ConfigError, ServingSettings
+from recsys_lib.runtime.faults import fault_point
 from recsys_lib.warehouse.tables import USER_RECOMMENDATIONS, conform
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,7 @@ def _write_and_swap(
             .mode("append")
             .save()
         )
+        fault_point("serving_loaded")
         with closing(conn.connect()) as db, db.cursor() as cur:
             cur.execute(f"ANALYZE {_quoted(schema, new)}")
             cur.execute(f"SELECT count(*) FROM {_quoted(schema, new)}")

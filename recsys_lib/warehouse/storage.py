@@ -14,6 +14,8 @@ import datetime as dt
 import functools
 import json
 import logging
+import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +26,8 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
 from recsys_lib.dates import DayRange, within
+from recsys_lib.runtime.claims import table_lock
+from recsys_lib.runtime.faults import fault_point, kill_on_new_file
 from recsys_lib.runtime.spark import concurrently
 from recsys_lib.warehouse.tables import ALL_TABLES, TableContract, conform
 
@@ -79,30 +83,50 @@ def create_missing_tables(spark: SparkSession, settings: Settings) -> None:
     existing table the (nullable) columns its contract has gained since it was created, so
     that a warehouse of an earlier version keeps working."""
     for table in ALL_TABLES:
-        path = table_path(settings, table)
-        columns = delta_columns(spark, path)
-        stats = ",".join(table.stats_columns) if table.stats_columns else None
-        if columns is None:
-            builder = (
-                DeltaTable.createIfNotExists(spark)
-                .location(path)
-                .addColumns(table.schema)
-                .partitionedBy(*table.partition_by)
-            )
-            if stats:
-                builder = builder.property(STATS_COLUMNS, stats)
+        with table_lock(settings, table.name):  # another run may be creating it
+            _ensure_table(spark, settings, table)
+
+
+def _ensure_table(spark: SparkSession, settings: Settings, table: TableContract) -> None:
+    path = table_path(settings, table)
+    columns = delta_columns(spark, path)
+    stats = ",".join(table.stats_columns) if table.stats_columns else None
+    if columns is None:
+        builder = (
+            DeltaTable.createIfNotExists(spark)
+            .location(path)
+            .addColumns(table.schema)
+            .partitionedBy(*table.partition_by)
+        )
+        if stats:
+            builder = builder.property(STATS_COLUMNS, stats)
+        _create(spark, builder, path, table.name)
+        return
+    new = [c for c in table.columns if c.name not in columns]
+    if new:
+        added = ", ".join(f"`{c.name}` {c.dtype.simpleString()}" for c in new)
+        log.warning("%s: adding the contract's new columns %s", table.name, added)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
+    if stats and delta_property(spark, path, STATS_COLUMNS) != stats:
+        log.warning("%s: statistics no longer kept for %s", table.name, table.user_columns)
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{STATS_COLUMNS}' = '{stats}')")
+
+
+def _create(spark: SparkSession, builder: Any, path: str, name: str, attempts: int = 5) -> None:
+    """Create a table. Where no lock keeps them apart (S3), two runs on a new warehouse may
+    race to create it: the loser (a conflict, or a log whose first commit is not there yet)
+    waits and finds it created."""
+    for attempt in range(1, attempts + 1):
+        try:
             builder.execute()
-            continue
-        new = [c for c in table.columns if c.name not in columns]
-        if new:
-            added = ", ".join(f"`{c.name}` {c.dtype.simpleString()}" for c in new)
-            log.warning("%s: adding the contract's new columns %s", table.name, added)
-            spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
-        if stats and delta_property(spark, path, STATS_COLUMNS) != stats:
-            log.warning("%s: statistics no longer kept for %s", table.name, table.user_columns)
-            spark.sql(
-                f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{STATS_COLUMNS}' = '{stats}')"
-            )
+            return
+        except Exception:
+            if delta_columns(spark, path) is not None:
+                log.info("%s: created by a concurrent run", name)
+                return
+            if attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
 
 
 def ensure_tables(spark: SparkSession, settings: Settings) -> None:
@@ -185,13 +209,42 @@ def write_partition(
     ``column = value``, or ``column IN values`` for a tuple, for each ``scope`` item: tables
     that several stages share) of ``table`` with ``df`` in one Delta commit."""
     rows = conform(df, table)
+    path = table_path(settings, table)
+    kill_on_new_file(f"mid_write:{table.name}", path)
     # Delta checks that every written row matches replaceWhere and fails the commit if not.
-    (
-        rows.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", slice_predicate(days, scope))
-        .save(table_path(settings, table))
-    )
+    try:
+        with table_lock(settings, table.name):
+            (
+                rows.write.format("delta")
+                .mode("overwrite")
+                .option("replaceWhere", slice_predicate(days, scope))
+                .save(path)
+            )
+    except Exception as exc:
+        if is_write_conflict(exc):
+            raise ConcurrentWriteError(
+                f"{table.name} {slice_predicate(days, scope)}: another run committed to this "
+                "slice while this one wrote it; nothing of this write was committed. Run one "
+                'writer per stage and day (docs/operations.md, "Concurrent runs")'
+            ) from exc
+        raise
+    fault_point(f"committed:{table.name}")
+
+
+class ConcurrentWriteError(RuntimeError):
+    """Delta refused a commit because another run changed the same slice meanwhile."""
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is Delta's refusal of a commit that conflicts with a concurrent one
+    (``ConcurrentAppendException``, ``ConcurrentDeleteReadException``...)."""
+    return bool(_CONFLICT.search(f"{type(exc).__name__} {exc}"))
+
+
+_CONFLICT = re.compile(
+    r"DELTA_CONCURRENT_|DELTA_METADATA_CHANGED|DELTA_PROTOCOL_CHANGED"
+    r"|(Concurrent\w+|MetadataChanged|ProtocolChanged)Exception"
+)
 
 
 def write_partitions(
@@ -248,19 +301,21 @@ def revert_slice(
         previous = (
             spark.read.format("delta").option("versionAsOf", version).load(path).filter(predicate)
         )
-    (
-        conform(previous, table)
-        .write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", predicate)
-        .save(path)
-    )
+    with table_lock(settings, table.name):
+        (
+            conform(previous, table)
+            .write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", predicate)
+            .save(path)
+        )
 
 
 def append_rows(df: DataFrame, settings: Settings, table: TableContract) -> None:
     """Add rows to ``table`` in one Delta commit, for a log whose entries never replace one
     another (``ops.erasures``)."""
-    conform(df, table).write.format("delta").mode("append").save(table_path(settings, table))
+    with table_lock(settings, table.name):
+        conform(df, table).write.format("delta").mode("append").save(table_path(settings, table))
 
 
 def read_partition(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,8 @@ from recsys_lib import constants as C
 from recsys_lib.config import Settings
 from recsys_lib.devtools.generator import GenerationSummary
 from recsys_lib.devtools.snapshot import comparable
-from recsys_lib.warehouse.storage import read_table
+from recsys_lib.runtime.faults import FAULT_ENV, SKIP_ENV
+from recsys_lib.warehouse.storage import read_table, table_version
 from recsys_lib.warehouse.tables import (
     ALL_TABLES,
     BOUGHT_TOGETHER,
@@ -307,3 +311,25 @@ def shop_inputs(shop: GenerationSummary) -> dict[str, str]:
         "INPUT__ITEM_PROPERTIES_PATH": str(shop.out_dir / "item_properties.csv"),
         "INPUT__CATEGORY_TREE_PATH": str(shop.out_dir / "category_tree.csv"),
     }
+
+
+def readable(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """Rows of every table that exists, each read whole: a table a kill broke fails here."""
+    return {
+        t.name: read_table(spark, settings, t).count()
+        for t in ALL_TABLES
+        if table_version(spark, settings, t) >= 0
+    }
+
+
+def killed_at(point: str, environ: dict[str, str], *args: str, skip: int = 0) -> str:
+    """Run ``recsys *args`` with ``environ`` until it kills itself (SIGKILL) at the
+    fault-injection ``point`` (after ``skip`` passes); returns its output. Fails if the run
+    ended any other way."""
+    command = [str(Path(sys.executable).with_name("recsys")), *args]
+    faulty = {**environ, FAULT_ENV: point, SKIP_ENV: str(skip)}
+    done = subprocess.run(command, env=faulty, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == -signal.SIGKILL, f"{point}: ended {done.returncode}\n{output[-3000:]}"
+    assert f"fault injection: killed at {point}" in output
+    return output

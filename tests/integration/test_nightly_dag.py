@@ -8,7 +8,8 @@ spark-submit task; the test follows the runs through Airflow's REST API until th
 checks the tables (the second night trains, promotes and serves the first ranker, in
 MLflow's registry on the server, and publishes the lists to the serving table). The two
 runs are active at once: depends_on_past keeps each stage of the second night after the
-first night's. (A rerun changing nothing is tested on the real RetailRocket sample.)"""
+first night's. (A rerun changing nothing is tested on the real RetailRocket sample.) Then
+the last night's `train_ranker` is killed after registering its ranker and rerun."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
-from recsys_lib.cli import airflow_environment, days, history_and_nights
+from recsys_lib.cli import airflow_environment, days, history_and_nights, run_days
 from recsys_lib.devtools.generator import generate_shop
 from recsys_lib.devtools.local_services import airflow_services, get, mlflow_server
 from recsys_lib.models.registry import load_champion
@@ -49,6 +50,8 @@ from tests.integration.helpers import (
     assert_recommendations_sound,
     assert_reconciled,
     assert_samples_labelled,
+    killed_at,
+    readable,
     run_python_blocks,
 )
 
@@ -248,3 +251,28 @@ def test_analysts_read_every_table_without_spark(spark, project, monkeypatch) ->
     assert sorted(found["segments"]) == sorted(
         tuple(r) for r in portraits.groupBy(C.DT, C.RFM_SEGMENT).count().collect()
     )
+
+
+def test_a_ranker_killed_after_registering_reruns_to_the_same_rows(spark, project) -> None:
+    """The night above's `train_ranker` killed (SIGKILL) after registering its version and
+    moving the alias, before `ops.model_evaluation` is written: the rerun sees the champion
+    the night started with, reuses the version and writes the uninterrupted run's rows."""
+    settings = project[0]
+    last = max(r[0] for r in read_table(spark, settings, MODEL_EVALUATION).select(C.DT).collect())
+    champion = load_champion(settings)
+    assert champion is not None  # promoted by the night above
+
+    def evaluation() -> list[tuple]:
+        rows = read_table(spark, settings, MODEL_EVALUATION).filter(F.col(C.DT) == last)
+        return sorted(map(tuple, rows.collect()), key=repr)
+
+    before = evaluation()
+    # The project's environment (os.environ in this module): its home and MLflow server.
+    killed_at("registered", dict(os.environ), "run", "train_ranker", "--date", str(last))
+    readable(spark, settings)
+    after_kill = load_champion(settings)
+    assert after_kill is not None and after_kill.version == champion.version
+    run_days(settings, ["train_ranker"], [last])
+    rerun = load_champion(settings)
+    assert rerun is not None and rerun.version == champion.version
+    assert evaluation() == before

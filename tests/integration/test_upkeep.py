@@ -3,12 +3,15 @@
 - maintenance: compaction lowers the file count and keeps every row; VACUUM keeps time
   travel within its retention and deletes the rest; old _staging/ partitions go; a
   retention below the floor is refused;
+- kills: the night's recommend killed (SIGKILL) after staging its lists and with the
+  serving store's new table loaded leaves every table readable and the served lists as they
+  were; a rerun gives the night's rows;
 - erasure: `erase-user`, then every Parquet, JSON and checkpoint file under the warehouse
   and every model artifact is scanned, and neither the raw id nor the pseudonym is
   anywhere; the other users' rows are unchanged; the erasure is on record without ids.
 
-Both tests use one warehouse (history and a night cost most of the time); each takes its
-own snapshots, and neither changes the rows the other compares.
+The tests use one warehouse (history and a night cost most of the time); each takes its
+own snapshots, and none changes the rows another compares.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +49,14 @@ from recsys_lib.warehouse.tables import (
     RAW_EVENTS,
     USER_RECOMMENDATIONS,
 )
-from tests.conftest import make_settings
-from tests.integration.helpers import SMALL_MODELS, shop_inputs, snapshot
+from tests.conftest import make_settings, recsys_environ
+from tests.integration.helpers import (
+    SMALL_MODELS,
+    killed_at,
+    readable,
+    shop_inputs,
+    snapshot,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -54,23 +64,36 @@ DAYS = 4
 PAST_RETENTION = 2 / 3600  # 2 s, allowed by MAINTENANCE__MIN_RETENTION_HOURS=0
 
 
+@dataclass(frozen=True)
+class NightHome:
+    home: Path
+    overrides: dict[str, str]
+    days: DayRange
+
+
 @pytest.fixture(scope="module")
-def night(spark: Any, tmp_path_factory: pytest.TempPathFactory, postgres: Any) -> Settings:
-    """A generated shop's history and one whole night (serving on), ready to clean up."""
+def night_home(tmp_path_factory: pytest.TempPathFactory, postgres: Any) -> NightHome:
+    """A generated shop: its project home, its settings' overrides (serving on), its days."""
     root = tmp_path_factory.mktemp("upkeep")
     shop = generate_shop(root / "shop", "default", scale=0.05, days=DAYS)
     postgres.create_database("upkeep")
-    settings = make_settings(
-        root / "home",
+    overrides = {
         **shop_inputs(shop),
         **{k.removeprefix("RECSYS__"): v for k, v in SMALL_MODELS.items()},
-        SERVING__ENABLED="true",
-        SERVING__URL=postgres.url("upkeep"),
-        MAINTENANCE__MIN_RETENTION_HOURS="0",
-        MAINTENANCE__COMPACT_DAYS=str(DAYS),
-    )
-    backfill(settings, HISTORY_STAGES, DayRange(shop.first_day, shop.last_day))
-    run_days(settings, [s for s in NIGHTLY if s not in HISTORY_STAGES], [shop.last_day])
+        "SERVING__ENABLED": "true",
+        "SERVING__URL": postgres.url("upkeep"),
+        "MAINTENANCE__MIN_RETENTION_HOURS": "0",
+        "MAINTENANCE__COMPACT_DAYS": str(DAYS),
+    }
+    return NightHome(root / "home", overrides, DayRange(shop.first_day, shop.last_day))
+
+
+@pytest.fixture(scope="module")
+def night(spark: Any, night_home: NightHome) -> Settings:
+    """The shop's history and one whole night (serving on), ready to clean up."""
+    settings = make_settings(night_home.home, **night_home.overrides)
+    backfill(settings, HISTORY_STAGES, night_home.days)
+    run_days(settings, [s for s in NIGHTLY if s not in HISTORY_STAGES], [night_home.days.last])
     return settings
 
 
@@ -125,6 +148,45 @@ def test_compaction_keeps_rows_and_vacuum_keeps_time_travel_within_retention(
     # The floor: a retention below maintenance.min_retention_hours is refused.
     with pytest.raises(maintenance.RetentionError, match="below maintenance.min_retention_hours"):
         maintenance.vacuum(spark, within, hours=1)
+
+
+def served_rows(settings: Settings) -> list[tuple]:
+    """The serving store's table, sorted; and the tables beside it."""
+    with connection(settings.serving).connect() as db, db.cursor() as cur:
+        cur.execute("SELECT * FROM recsys.user_recommendations")
+        return sorted(map(tuple, cur.fetchall()), key=repr)
+
+
+def serving_tables(settings: Settings) -> set[str]:
+    with connection(settings.serving).connect() as db, db.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'recsys'")
+        return {r[0] for r in cur.fetchall()}
+
+
+# (stage, point, what the kill leaves): a rerun of the stage must give the night's rows.
+NIGHT_KILLS = (
+    ("recommend", "staged:recs.user_recommendations", "lists staged, not audited"),
+    ("recommend", "serving_loaded", "serving: a loaded table beside the served one"),
+)
+
+
+def test_a_stage_killed_mid_night_reruns_to_the_same_rows(
+    spark: Any, night: Settings, night_home: NightHome
+) -> None:
+    settings, last = night, night_home.days.last
+    rows, served = snapshot(spark, settings), served_rows(settings)
+    environ = recsys_environ(night_home.home, **night_home.overrides)
+    for stage, point, state in NIGHT_KILLS:
+        tables = serving_tables(settings)
+        killed_at(point, environ, "run", stage, "--date", str(last))
+        readable(spark, settings)  # every table reads
+        assert served_rows(settings) == served  # readers still get the served night
+        left = serving_tables(settings) - tables
+        print(f"killed at {point} ({state}); serving tables left: {sorted(left)}")
+        assert len(left) == (point == "serving_loaded")
+        run_days(settings, [stage], [last])
+        assert snapshot(spark, settings) == rows, point
+        assert served_rows(settings) == served and serving_tables(settings) == tables
 
 
 def parsed(text: str) -> object:

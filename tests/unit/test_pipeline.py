@@ -1,8 +1,11 @@
-"""The pipeline's own rules: a night refuses windows over a day its history never processed."""
+"""The pipeline's own rules: a night refuses windows over a day its history never processed;
+a stage and day another run holds is refused at once."""
 
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import time
 from typing import Any
 
 import pytest
@@ -18,7 +21,9 @@ from recsys_lib.pipeline import (
     record_stage_runs,
     run_stage,
 )
-from recsys_lib.warehouse.storage import create_missing_tables
+from recsys_lib.runtime.claims import ClaimError, Holder, store_of
+from recsys_lib.warehouse.storage import create_missing_tables, table_version
+from recsys_lib.warehouse.tables import ALL_TABLES
 from tests.conftest import make_settings
 
 D = dt.date(2026, 10, 14)
@@ -71,3 +76,17 @@ def test_the_night_s_own_day_and_a_tolerated_hole(spark: Any, tmp_path) -> None:
     assert missing["aggregate"][-1] == D and len(missing["aggregate"]) == window - 3
     tolerant = make_settings(tmp_path, history__tolerate_missing_days="true")
     check_history(spark, tolerant, "features", D)  # a warning, not an error
+
+
+def test_a_stage_and_day_another_run_holds_is_refused_before_anything_is_read(
+    spark: Any, tmp_path
+) -> None:
+    settings = make_settings(tmp_path)
+    create_missing_tables(spark, settings)
+    now = time.time()
+    other = Holder("other", socket.gethostname(), 1, "stage aggregate for 2026-10-14", now, now)
+    assert store_of(settings).create(f"aggregate/{D}", other.encode())  # process 1 lives
+    versions = {t.name: table_version(spark, settings, t) for t in ALL_TABLES}
+    with pytest.raises(ClaimError, match=f"aggregate/{D} is being run by stage aggregate"):
+        run_stage(spark, settings, "aggregate", D)
+    assert versions == {t.name: table_version(spark, settings, t) for t in ALL_TABLES}

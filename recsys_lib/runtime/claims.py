@@ -1,0 +1,352 @@
+"""Claims: at most one run at a time of a stage for a day, and of the ranker's registration.
+
+A run claims ``<stage>/<day>`` (every day of a range) before it reads anything and gives the
+claim back when it ends, failed or not. A second run that wants the same stage and day fails
+at once with a :class:`ClaimError` naming the holder (host, process, since when) instead of
+overwriting the first run's slices. Runs of other stages or other days proceed (rule 10 of
+docs/architecture.md; docs/operations.md, "Concurrent runs").
+
+A claim is a small JSON file under ``<warehouse>/_claims/``, created only if absent (an
+exclusive create on a local disk; a conditional ``PUT`` with ``If-None-Match`` on S3). Its
+holder rewrites its heartbeat every ``concurrency.heartbeat_seconds``. A holder that was
+killed leaves its claim behind; the claim lapses when its heartbeat is older than
+``concurrency.stale_after_seconds``, or at once when the holder ran on this host and its
+process is gone, so a rerun after a kill proceeds.
+
+Some claims are waited for instead (:func:`waiting`): two nights' ``train_ranker`` may run
+at once, but registering a version and moving the alias ``champion`` go one at a time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from recsys_lib.config import Settings
+
+log = logging.getLogger(__name__)
+
+CLAIMS_DIR = "_claims"
+S3_ENDPOINT = "spark.hadoop.fs.s3a.endpoint"
+
+
+class ClaimError(RuntimeError):
+    """Another live run holds the claim this run needs."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a claim: the run's token, host and process, and when it started and last
+    said it was alive (seconds since the epoch)."""
+
+    token: str
+    host: str
+    pid: int
+    what: str
+    started_at: float
+    heartbeat_at: float
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @staticmethod
+    def decode(data: bytes) -> Holder | None:
+        try:
+            return Holder(**json.loads(data))
+        except (ValueError, TypeError):
+            return None  # half-written by a killed holder: treated as lapsed
+
+    def describe(self, now: float) -> str:
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at))
+        return (
+            f"{self.what} on {self.host}, process {self.pid}, since {started} "
+            f"(last heartbeat {now - self.heartbeat_at:.0f}s ago)"
+        )
+
+
+class Store(Protocol):
+    """Where claims live: create-if-absent, read, overwrite and delete of small objects."""
+
+    def create(self, key: str, data: bytes) -> bool: ...
+    def read(self, key: str) -> bytes | None: ...
+    def write(self, key: str, data: bytes) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def where(self, key: str) -> str: ...
+
+
+class LocalStore:
+    """Claims as files of a local directory (an exclusive create is atomic)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def where(self, key: str) -> str:
+        return str(self.root / key)
+
+    def create(self, key: str, data: bytes) -> bool:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        return True
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        partial.write_bytes(data)
+        os.replace(partial, path)  # readers see the old or the new heartbeat, never half
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
+
+class S3Store:
+    """Claims as objects of an S3 bucket (a conditional PUT is create-if-absent)."""
+
+    def __init__(self, uri: str, endpoint: str | None) -> None:
+        import boto3
+
+        _, _, rest = uri.partition("://")
+        self.bucket, _, prefix = rest.partition("/")
+        self.prefix = prefix.rstrip("/")
+        self.client = boto3.client("s3", endpoint_url=endpoint or None)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def create(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
+
+    def read(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return bytes(body.read())
+
+    def write(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+
+def store_of(settings: Settings) -> Store:
+    """The claims' store beside the warehouse: a local directory or an S3 prefix."""
+    root = f"{settings.warehouse}/{CLAIMS_DIR}"
+    scheme, sep, _ = root.partition("://")
+    if not sep or scheme == "file":
+        return LocalStore(Path(root.removeprefix("file://")))
+    if scheme in ("s3a", "s3"):
+        return S3Store(root, settings.spark.conf.get(S3_ENDPOINT))
+    raise ClaimError(
+        f"claims are kept on a local disk or S3, not {scheme}://; set "
+        "concurrency.claims: false and make sure no two runs of a stage and day overlap"
+    )
+
+
+def _alive_here(holder: Holder) -> bool:
+    """False only when the holder ran on this host and its process is gone."""
+    if holder.host != socket.gethostname():
+        return True
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lapsed(holder: Holder | None, now: float, stale_after: float) -> bool:
+    """Whether a claim no longer holds: unreadable, its heartbeat too old, or its process
+    dead on this host."""
+    if holder is None:
+        return True
+    return now - holder.heartbeat_at > stale_after or not _alive_here(holder)
+
+
+class Claim:
+    """The claims of one run on some keys; taken by :meth:`take`, kept alive by a heartbeat
+    thread, given back by :meth:`release`."""
+
+    def __init__(self, settings: Settings, keys: Sequence[str], what: str) -> None:
+        self.store = store_of(settings)
+        self.limits = settings.concurrency
+        self.keys = tuple(dict.fromkeys(keys))
+        now = time.time()
+        self.holder = Holder(uuid.uuid4().hex, socket.gethostname(), os.getpid(), what, now, now)
+        self.taken: list[str] = []
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def _take_one(self, key: str) -> Holder | None:
+        """Take ``key``; None when taken, else its live holder."""
+        data = self.holder.encode()
+        for _ in range(3):
+            if self.store.create(key, data):
+                return None
+            raw = self.store.read(key)
+            if raw is None:
+                continue  # given back meanwhile: try again
+            current = Holder.decode(raw)
+            if not lapsed(current, time.time(), self.limits.stale_after_seconds):
+                return current
+            log.warning(
+                "claim %s lapsed (%s): taking it over",
+                key,
+                current.describe(time.time()) if current else "unreadable",
+            )
+            self.store.delete(key)
+        raise ClaimError(f"claim {self.store.where(key)} keeps changing hands; try again")
+
+    def take(self) -> None:
+        """Take every key or none: on a held key, give back those taken and raise."""
+        for key in self.keys:
+            holder = self._take_one(key)
+            if holder is not None:
+                self.release()
+                raise ClaimError(
+                    f"{self.holder.what}: {key} is being run by {holder.describe(time.time())}. "
+                    "Two runs of one stage and day would overwrite each other's rows; wait for "
+                    "it to end. If that run is dead, its claim lapses "
+                    f"{self.limits.stale_after_seconds:.0f}s after its last heartbeat "
+                    f"(concurrency.stale_after_seconds), or delete {self.store.where(key)}."
+                )
+            self.taken.append(key)
+        self._beat = threading.Thread(target=self._heartbeat, name="recsys-claim", daemon=True)
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.limits.heartbeat_seconds):
+            beat = Holder(**{**asdict(self.holder), "heartbeat_at": time.time()})
+            for key in list(self.taken):
+                try:
+                    current = Holder.decode(self.store.read(key) or b"")
+                    if current is None or current.token != self.holder.token:
+                        log.error("claim %s was taken over by another run", key)
+                        continue
+                    self.store.write(key, beat.encode())
+                except Exception:  # noqa: BLE001 - a missed heartbeat is retried next time
+                    log.warning("heartbeat of claim %s failed", key, exc_info=True)
+
+    def release(self) -> None:
+        """Give back the keys taken (those still this run's)."""
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+        for key in reversed(self.taken):
+            try:
+                current = Holder.decode(self.store.read(key) or b"")
+                if current is not None and current.token == self.holder.token:
+                    self.store.delete(key)
+            except Exception:  # noqa: BLE001 - the claim lapses on its own
+                log.warning("could not give back claim %s", key, exc_info=True)
+        self.taken.clear()
+
+
+@contextmanager
+def claimed(settings: Settings, keys: Sequence[str], what: str) -> Iterator[None]:
+    """Hold the claims ``keys`` for the block; :class:`ClaimError` at once if one is held."""
+    if not settings.concurrency.claims:
+        yield
+        return
+    claim = Claim(settings, keys, what)
+    claim.take()
+    try:
+        yield
+    finally:
+        claim.release()
+
+
+@contextmanager
+def waiting(settings: Settings, key: str, what: str) -> Iterator[None]:
+    """Hold the claim ``key`` for the block, waiting (up to ``concurrency.wait_seconds``)
+    while another run holds it."""
+    if not settings.concurrency.claims:
+        yield
+        return
+    deadline = time.monotonic() + settings.concurrency.wait_seconds
+    while True:
+        claim = Claim(settings, [key], what)
+        try:
+            claim.take()
+            break
+        except ClaimError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+    try:
+        yield
+    finally:
+        claim.release()
+
+
+def stage_keys(stage: str, days: Sequence[Any]) -> list[str]:
+    """The claim keys of ``stage`` on each of ``days`` (dates)."""
+    return [f"{stage}/{day.isoformat()}" for day in days]
+
+
+@contextmanager
+def table_lock(settings: Settings, table: str) -> Iterator[None]:
+    """Hold the commit lock of ``table`` for the block (waiting for it), on a local
+    warehouse.
+
+    Delta's log store for local paths keeps two writers of one table apart only within one
+    JVM: two processes committing the same version at once can leave a log file of one and
+    a checksum of the other. Runs on one machine therefore take this lock (``flock`` on
+    ``<warehouse>/_claims/tables/<table>.lock``) around each write of a table, so their
+    commits follow each other and Delta's conflict checks see every earlier commit. On S3,
+    several writers need Delta's DynamoDB log store (docs/operations.md); no lock here."""
+    root = f"{settings.warehouse}/{CLAIMS_DIR}"
+    scheme, sep, _ = root.partition("://")
+    if sep and scheme != "file":
+        yield
+        return
+    path = Path(root.removeprefix("file://")) / "tables" / f"{table}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
