@@ -116,5 +116,22 @@ def _release_spark_memory() -> Iterator[None]:
 
 
 @pytest.fixture()
+def local_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """moto's in-process S3 with test credentials, for tests without Spark; yields a boto3
+    S3 client."""
+    boto3 = pytest.importorskip("boto3")
+    from moto import mock_aws
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield boto3.client("s3")
+
+
+@pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)

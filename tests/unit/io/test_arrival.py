@@ -7,8 +7,6 @@ import datetime as dt
 import gzip
 from pathlib import Path
 
-import pytest
-
 from recsys_lib.io.arrival import input_ready, missing_input
 from tests.conftest import make_settings
 
@@ -36,28 +34,18 @@ def test_a_local_day_arrives_when_its_file_is_whole(tmp_path: Path, monkeypatch)
     assert input_ready(str(DAY + dt.timedelta(days=1))) is False
 
 
-def test_an_s3_day_is_listed_without_spark(tmp_path: Path, monkeypatch) -> None:
-    boto3 = pytest.importorskip("boto3")
-    from moto import mock_aws
-
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="landing")
-        s3.put_object(Bucket="landing", Key="shop/events/events_2026-10-13.csv", Body=LINES)
-        settings = make_settings(tmp_path, input__events_path="s3a://landing/shop/events")
-        assert missing_input(settings, DAY) == (
-            f"no input for {DAY}: expected events_{DAY}.csv[.gz|.bz2] (s3a://landing/shop/events)"
-        )
-        assert missing_input(settings, DAY - dt.timedelta(days=1)) is None
-        s3.put_object(Bucket="landing", Key=f"shop/events/events_{DAY}.csv.gz", Body=b"")
-        assert missing_input(settings, DAY) == (
-            f"the file is empty (s3a://landing/shop/events/events_{DAY}.csv.gz)"
-        )
-        s3.put_object(Bucket="landing", Key=f"shop/events/events_{DAY}.csv.gz", Body=LINES)
-        assert missing_input(settings, DAY) is None
+def test_an_s3_day_is_listed_without_spark(tmp_path: Path, local_s3) -> None:
+    s3 = local_s3
+    s3.create_bucket(Bucket="landing")
+    s3.put_object(Bucket="landing", Key="shop/events/events_2026-10-13.csv", Body=LINES)
+    settings = make_settings(tmp_path, input__events_path="s3a://landing/shop/events")
+    assert missing_input(settings, DAY) == (
+        f"no input for {DAY}: expected events_{DAY}.csv[.gz|.bz2] (s3a://landing/shop/events)"
+    )
+    assert missing_input(settings, DAY - dt.timedelta(days=1)) is None
+    s3.put_object(Bucket="landing", Key=f"shop/events/events_{DAY}.csv.gz", Body=b"")
+    assert missing_input(settings, DAY) == (
+        f"the file is empty (s3a://landing/shop/events/events_{DAY}.csv.gz)"
+    )
+    s3.put_object(Bucket="landing", Key=f"shop/events/events_{DAY}.csv.gz", Body=LINES)
+    assert missing_input(settings, DAY) is None

@@ -131,26 +131,16 @@ def test_claims_can_be_turned_off(tmp_path) -> None:
         Claim(_settings(tmp_path, PATHS__WAREHOUSE="hdfs://nn/warehouse"), ["k"], "c")
 
 
-def test_claims_on_s3_are_conditional_puts(tmp_path, monkeypatch) -> None:
-    boto3 = pytest.importorskip("boto3")
-    from moto import mock_aws
-
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        boto3.client("s3").create_bucket(Bucket="lake")
-        settings = _settings(tmp_path, PATHS__WAREHOUSE="s3a://lake/recsys/warehouse")
-        with claimed(settings, stage_keys("clean", DAYS), "on s3"):
-            where = "s3://lake/recsys/warehouse/_claims/clean/2026-10-13"
-            assert where in _refused(settings, stage_keys("clean", DAYS[:1]))
-        store = store_of(settings)
-        assert store.read("clean/2026-10-13") is None  # given back
-        assert store.create("k", b"1") and not store.create("k", b"2")
-        assert store.read("k") == b"1"
+def test_claims_on_s3_are_conditional_puts(tmp_path, local_s3) -> None:
+    local_s3.create_bucket(Bucket="lake")
+    settings = _settings(tmp_path, PATHS__WAREHOUSE="s3a://lake/recsys/warehouse")
+    with claimed(settings, stage_keys("clean", DAYS), "on s3"):
+        where = "s3://lake/recsys/warehouse/_claims/clean/2026-10-13"
+        assert where in _refused(settings, stage_keys("clean", DAYS[:1]))
+    store = store_of(settings)
+    assert store.read("clean/2026-10-13") is None  # given back
+    assert store.create("k", b"1") and not store.create("k", b"2")
+    assert store.read("k") == b"1"
 
 
 def test_a_half_written_claim_counts_as_lapsed(tmp_path) -> None:
