@@ -59,6 +59,12 @@ def recsys_environ(home: Path, **overrides: str) -> dict[str, str]:
     }
 
 
+def claims_left(settings: Settings) -> list[Path]:
+    """The claim files under the warehouse (not the lock files beside them)."""
+    root = Path(settings.warehouse, "_claims")
+    return [p for p in root.rglob("*") if p.is_file() and ".locks" not in p.parts]
+
+
 def table_frame(spark: object, table: object, rows: list[tuple]) -> object:
     """A frame of ``table``'s contract from tuples that may leave out its trailing columns
     (nullable ones a test does not need), which are then null."""

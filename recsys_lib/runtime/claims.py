@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -83,10 +83,13 @@ class Store(Protocol):
     def write(self, key: str, data: bytes) -> None: ...
     def delete(self, key: str) -> None: ...
     def where(self, key: str) -> str: ...
+    def exclusive(self, key: str) -> AbstractContextManager[None]: ...
 
 
 class LocalStore:
-    """Claims as files of a local directory (an exclusive create is atomic)."""
+    """Claims as files of a local directory: a claim appears whole or not at all (a hard
+    link of a written file fails if the claim exists), and the read-check-change steps of a
+    takeover, a heartbeat or a release hold a lock of their key."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -97,13 +100,20 @@ class LocalStore:
     def create(self, key: str, data: bytes) -> bool:
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        partial.write_bytes(data)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.link(partial, path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        finally:
+            partial.unlink()
         return True
+
+    @contextmanager
+    def exclusive(self, key: str) -> Iterator[None]:
+        with _flock(self.root / ".locks" / f"{key}.lock"):
+            yield
 
     def read(self, key: str) -> bytes | None:
         try:
@@ -169,6 +179,12 @@ class S3Store:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
+    def exclusive(self, key: str) -> AbstractContextManager[None]:
+        # No lock across machines: a takeover of a lapsed claim by two runs within the same
+        # second could let both through; S3 needs Delta's DynamoDB log store for several
+        # writers anyway (docs/operations.md, "Concurrent runs").
+        return nullcontext()
+
 
 def store_of(settings: Settings) -> Store:
     """The claims' store beside the warehouse: a local directory or an S3 prefix."""
@@ -216,6 +232,7 @@ class Claim:
         now = time.time()
         self.holder = Holder(uuid.uuid4().hex, socket.gethostname(), os.getpid(), what, now, now)
         self.taken: list[str] = []
+        self.lost: list[str] = []
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
@@ -225,47 +242,70 @@ class Claim:
         for _ in range(3):
             if self.store.create(key, data):
                 return None
-            raw = self.store.read(key)
-            if raw is None:
-                continue  # given back meanwhile: try again
-            current = Holder.decode(raw)
-            if not lapsed(current, time.time(), self.limits.stale_after_seconds):
-                return current
-            log.warning(
-                "claim %s lapsed (%s): taking it over",
-                key,
-                current.describe(time.time()) if current else "unreadable",
-            )
-            self.store.delete(key)
+            with self.store.exclusive(key):
+                raw = self.store.read(key)
+                if raw is None:
+                    continue  # given back meanwhile: try again
+                current = Holder.decode(raw)
+                if current is not None and current.token == self.holder.token:
+                    return None  # our own create, whose answer was lost and retried
+                if not lapsed(current, time.time(), self.limits.stale_after_seconds):
+                    return current
+                log.warning(
+                    "claim %s lapsed (%s): taking it over",
+                    key,
+                    current.describe(time.time()) if current else "unreadable",
+                )
+                self.store.delete(key)
+                if self.store.create(key, data):
+                    return None
         raise ClaimError(f"claim {self.store.where(key)} keeps changing hands; try again")
 
     def take(self) -> None:
-        """Take every key or none: on a held key, give back those taken and raise."""
+        """Take every key or none: on a held key (or an error), give back those taken."""
+        try:
+            held = self._take_all()
+        except BaseException:
+            self.release()
+            raise
+        if held is not None:
+            self.release()
+            key, holder = held
+            raise ClaimError(
+                f"{self.holder.what}: {key} is being run by {holder.describe(time.time())}. "
+                "Two runs of one stage and day would overwrite each other's rows; wait for "
+                "it to end. If that run is dead, its claim lapses "
+                f"{self.limits.stale_after_seconds:.0f}s after its last heartbeat "
+                f"(concurrency.stale_after_seconds), or delete {self.store.where(key)}."
+            )
+        self._beat = threading.Thread(target=self._heartbeat, name="recsys-claim", daemon=True)
+        self._beat.start()
+
+    def _take_all(self) -> tuple[str, Holder] | None:
+        """Take the keys in order; the first held one and its holder, if any."""
         for key in self.keys:
             holder = self._take_one(key)
             if holder is not None:
-                self.release()
-                raise ClaimError(
-                    f"{self.holder.what}: {key} is being run by {holder.describe(time.time())}. "
-                    "Two runs of one stage and day would overwrite each other's rows; wait for "
-                    "it to end. If that run is dead, its claim lapses "
-                    f"{self.limits.stale_after_seconds:.0f}s after its last heartbeat "
-                    f"(concurrency.stale_after_seconds), or delete {self.store.where(key)}."
-                )
+                return key, holder
             self.taken.append(key)
-        self._beat = threading.Thread(target=self._heartbeat, name="recsys-claim", daemon=True)
-        self._beat.start()
+        return None
+
+    def _still_mine(self, key: str) -> bool:
+        current = Holder.decode(self.store.read(key) or b"")
+        return current is not None and current.token == self.holder.token
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.limits.heartbeat_seconds):
             beat = Holder(**{**asdict(self.holder), "heartbeat_at": time.time()})
             for key in list(self.taken):
                 try:
-                    current = Holder.decode(self.store.read(key) or b"")
-                    if current is None or current.token != self.holder.token:
-                        log.error("claim %s was taken over by another run", key)
-                        continue
-                    self.store.write(key, beat.encode())
+                    with self.store.exclusive(key):
+                        if not self._still_mine(key):
+                            log.error("claim %s was taken over by another run", key)
+                            self.lost.append(key)
+                            self.taken.remove(key)
+                            continue
+                        self.store.write(key, beat.encode())
                 except Exception:  # noqa: BLE001 - a missed heartbeat is retried next time
                     log.warning("heartbeat of claim %s failed", key, exc_info=True)
 
@@ -276,12 +316,20 @@ class Claim:
             self._beat.join()
         for key in reversed(self.taken):
             try:
-                current = Holder.decode(self.store.read(key) or b"")
-                if current is not None and current.token == self.holder.token:
-                    self.store.delete(key)
+                with self.store.exclusive(key):
+                    if self._still_mine(key):
+                        self.store.delete(key)
             except Exception:  # noqa: BLE001 - the claim lapses on its own
                 log.warning("could not give back claim %s", key, exc_info=True)
         self.taken.clear()
+
+
+def _lost(claim: Claim) -> ClaimError:
+    return ClaimError(
+        f"{claim.holder.what}: lost {', '.join(claim.lost)} to another run while running "
+        "(no heartbeat for concurrency.stale_after_seconds); its writes may have met this "
+        "run's: rerun it"
+    )
 
 
 @contextmanager
@@ -296,6 +344,8 @@ def claimed(settings: Settings, keys: Sequence[str], what: str) -> Iterator[None
         yield
     finally:
         claim.release()
+    if claim.lost:
+        raise _lost(claim)
 
 
 @contextmanager
@@ -342,7 +392,13 @@ def table_lock(settings: Settings, table: str) -> Iterator[None]:
     if sep and scheme != "file":
         yield
         return
-    path = Path(root.removeprefix("file://")) / "tables" / f"{table}.lock"
+    with _flock(Path(root.removeprefix("file://")) / "tables" / f"{table}.lock"):
+        yield
+
+
+@contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` of ``path`` (created if missing) for the block, waiting for it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -83,14 +83,30 @@ def create_missing_tables(spark: SparkSession, settings: Settings) -> None:
     existing table the (nullable) columns its contract has gained since it was created, so
     that a warehouse of an earlier version keeps working."""
     for table in ALL_TABLES:
+        if _up_to_date(spark, settings, table):
+            continue  # no lock: another run's long write of the table does not hold this up
         with table_lock(settings, table.name):  # another run may be creating it
             _ensure_table(spark, settings, table)
+
+
+def _stats_property(table: TableContract) -> str | None:
+    return ",".join(table.stats_columns) if table.stats_columns else None
+
+
+def _up_to_date(spark: SparkSession, settings: Settings, table: TableContract) -> bool:
+    """Whether the table exists with its contract's columns and statistics setting."""
+    path = table_path(settings, table)
+    columns = delta_columns(spark, path)
+    if columns is None or any(c.name not in columns for c in table.columns):
+        return False
+    stats = _stats_property(table)
+    return stats is None or delta_property(spark, path, STATS_COLUMNS) == stats
 
 
 def _ensure_table(spark: SparkSession, settings: Settings, table: TableContract) -> None:
     path = table_path(settings, table)
     columns = delta_columns(spark, path)
-    stats = ",".join(table.stats_columns) if table.stats_columns else None
+    stats = _stats_property(table)
     if columns is None:
         builder = (
             DeltaTable.createIfNotExists(spark)

@@ -34,6 +34,7 @@ from recsys_lib.warehouse.tables import (
 )
 from tests.conftest import make_settings, recsys_environ
 from tests.integration.helpers import killed_at, readable, shop_inputs
+from tests.unit.runtime.test_claims import claims_left
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -166,7 +167,7 @@ def test_two_backfills_of_disjoint_ranges_at_once_equal_the_days_one_by_one(
         assert process.returncode == 0, output[-3000:]
     settings = shop_settings(tmp_path, shop, **alone)
     assert_same_tables(spark, one_by_one, settings, without_checks=RECENT_CHECKS)
-    assert not list(Path(settings.warehouse, "_claims").rglob("20*"))  # claims given back
+    assert claims_left(settings) == []  # every claim given back
 
 
 def test_a_killed_backfill_leaves_readable_tables_and_resumes_to_the_same_rows(

@@ -23,7 +23,7 @@ from recsys_lib.runtime.claims import (
     table_lock,
     waiting,
 )
-from tests.conftest import make_settings
+from tests.conftest import claims_left, make_settings
 
 DAYS = [dt.date(2026, 10, 13), dt.date(2026, 10, 14)]
 
@@ -62,7 +62,7 @@ def test_a_second_run_of_a_stage_and_day_fails_at_once_naming_the_first(tmp_path
             pass  # another stage of the same days proceeds
     with claimed(settings, keys, "after the first run ended"):
         pass
-    assert not list((tmp_path / "warehouse" / "_claims").rglob("20*"))  # all given back
+    assert claims_left(settings) == []  # all given back
 
 
 def test_claims_are_all_or_nothing(tmp_path) -> None:
@@ -172,3 +172,13 @@ def test_commits_to_one_table_from_two_processes_follow_each_other(tmp_path) -> 
         waited = time.monotonic() - started
     other.wait()
     assert waited > 0.5  # until the other process's commit was done
+
+
+def test_a_run_that_lost_its_claim_fails_when_it_ends(tmp_path) -> None:
+    settings = _settings(tmp_path, CONCURRENCY__HEARTBEAT_SECONDS="0.05")
+    with pytest.raises(ClaimError, match="lost clean/2026-10-14 to another run"):  # noqa: SIM117
+        with claimed(settings, ["clean/2026-10-14"], "a stalled run"):
+            other = Holder("other", "elsewhere", 1, "the run that took it over", 0, time.time())
+            store_of(settings).write("clean/2026-10-14", other.encode())
+            time.sleep(0.3)
+    assert Holder.decode(store_of(settings).read("clean/2026-10-14") or b"") == other
