@@ -63,7 +63,7 @@ RUNS_TIMEOUT = 1800  # two Airflow nights of ten spark-submit tasks each
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, postgres):
     home = tmp_path_factory.mktemp("project")
-    shop = generate_shop(home / "data" / "shop", "default", scale=0.25, days=6)
+    shop = generate_shop(home / "data" / "shop", "default", scale=0.5, days=6)
     for database in ("airflow", "mlflow", "serving"):
         postgres.create_database(database)
     environ = {
