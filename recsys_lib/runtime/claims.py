@@ -384,7 +384,7 @@ def table_lock(settings: Settings, table: str) -> Iterator[None]:
     Delta's log store for local paths keeps two writers of one table apart only within one
     JVM: two processes committing the same version at once can leave a log file of one and
     a checksum of the other. Runs on one machine therefore take this lock (``flock`` on
-    ``<warehouse>/_claims/tables/<table>.lock``) around each write of a table, so their
+    ``<warehouse>/_claims/.locks/tables/<table>.lock``) around each write of a table, so their
     commits follow each other and Delta's conflict checks see every earlier commit. On S3,
     several writers need Delta's DynamoDB log store (docs/operations.md); no lock here."""
     root = f"{settings.warehouse}/{CLAIMS_DIR}"
@@ -392,7 +392,7 @@ def table_lock(settings: Settings, table: str) -> Iterator[None]:
     if sep and scheme != "file":
         yield
         return
-    with _flock(Path(root.removeprefix("file://")) / "tables" / f"{table}.lock"):
+    with _flock(Path(root.removeprefix("file://")) / ".locks" / "tables" / f"{table}.lock"):
         yield
 
 

@@ -1,8 +1,8 @@
 """A range backfill equals the same days run one by one, row for row, in every table its
-stages write; a range that fails part-way leaves no half-written day and resumes; two
-backfills of disjoint ranges at once, in two processes, give the same rows; a backfill
-killed (SIGKILL) mid-write, between two commits and in its second chunk leaves every table
-readable and resumes to the same rows."""
+stages write; two backfills of disjoint ranges at once, in two processes, give the same
+rows; a range that fails part-way leaves no half-written day, and killed (SIGKILL) in its
+second chunk mid-write and between two commits leaves every table readable; each time it
+resumes, and ends with the same rows."""
 
 from __future__ import annotations
 
@@ -125,30 +125,6 @@ def test_a_range_backfill_equals_the_days_one_by_one(spark, shop, one_by_one, tm
     assert_same_tables(spark, one_by_one, settings)
 
 
-def test_a_failed_range_leaves_whole_days_and_resumes(spark, shop, one_by_one, tmp_path) -> None:
-    settings = shop_settings(tmp_path, shop)
-    span = DayRange(shop.first_day, shop.last_day)
-    late = shop.out_dir / "events" / f"events_{shop.last_day.isoformat()}.csv"
-    assert late.is_file(), sorted(p.name for p in late.parent.iterdir())
-    hidden = late.with_suffix(".late")
-    late.rename(hidden)  # the last day's input has not arrived
-    try:
-        with pytest.raises(StageError, match=shop.last_day.isoformat()) as failed:
-            backfill(settings, HISTORY_STAGES, span, chunk_days=CHUNK)
-    finally:
-        hidden.rename(late)
-    assert isinstance(failed.value.cause, InputError)
-    first_chunk = set(DayRange(shop.first_day, shop.first_day + dt.timedelta(CHUNK - 1)).days)
-    for table in ALL_TABLES:
-        if table_version(spark, settings, table) >= 0 and C.DT in table.column_names:
-            assert days_in(spark, settings, table) <= first_chunk, f"{table.name}: a later day"
-    assert days_in(spark, settings, STAGE_RUNS) == first_chunk
-
-    seconds = backfill(settings, HISTORY_STAGES, span, chunk_days=CHUNK, resume=True)
-    assert {d for d, _ in seconds} == set(span.days) - first_chunk  # done days are skipped
-    assert_same_tables(spark, one_by_one, settings)
-
-
 def test_two_backfills_of_disjoint_ranges_at_once_equal_the_days_one_by_one(
     spark, shop, one_by_one, tmp_path
 ) -> None:
@@ -170,29 +146,48 @@ def test_two_backfills_of_disjoint_ranges_at_once_equal_the_days_one_by_one(
     assert claims_left(settings) == []  # every claim given back
 
 
-def test_a_killed_backfill_leaves_readable_tables_and_resumes_to_the_same_rows(
+def test_a_failed_or_killed_range_leaves_readable_whole_days_and_resumes(
     spark, shop, one_by_one, tmp_path
 ) -> None:
     settings = shop_settings(tmp_path, shop)
     span = DayRange(shop.first_day, shop.last_day)
+    first_chunk = set(DayRange(shop.first_day, shop.first_day + dt.timedelta(CHUNK - 1)).days)
+    # A failure: the last day's input has not arrived. The first chunk is whole; nothing of
+    # the second is written.
+    late = shop.out_dir / "events" / f"events_{shop.last_day.isoformat()}.csv"
+    assert late.is_file(), sorted(p.name for p in late.parent.iterdir())
+    hidden = late.with_suffix(".late")
+    late.rename(hidden)
+    try:
+        with pytest.raises(StageError, match=shop.last_day.isoformat()) as failed:
+            backfill(settings, HISTORY_STAGES, span, chunk_days=CHUNK)
+    finally:
+        hidden.rename(late)
+    assert isinstance(failed.value.cause, InputError)
+    for table in ALL_TABLES:
+        if table_version(spark, settings, table) >= 0 and C.DT in table.column_names:
+            assert days_in(spark, settings, table) <= first_chunk, f"{table.name}: a later day"
+    assert days_in(spark, settings, STAGE_RUNS) == first_chunk
+
+    # Kills (SIGKILL) of the resumed range in its second chunk, each run resuming the last.
     events = Path(settings.warehouse) / RAW_EVENTS.relative_path
-    kills = (  # (point, passes before it, what the warehouse holds after the kill)
-        (f"mid_write:{RAW_EVENTS.name}", 0, "no stage done; raw events' files, uncommitted"),
-        ("committed:clean.events", 0, "first chunk: ingest done, clean half-committed"),
-        ("committed:features.user_item_daily", 1, "first chunk done, second part-way"),
+    later = sorted(set(span.days) - first_chunk)
+    kills = (  # (point, what the warehouse holds after the kill)
+        (f"mid_write:{RAW_EVENTS.name}", "the chunk's raw events: files written, no commit"),
+        ("committed:clean.events", "ingest done; clean's first table committed, not the rest"),
+        ("committed:features.user_item_daily", "ingest, clean done; aggregate half-committed"),
     )
     environ = recsys_environ(tmp_path, **shop_inputs(shop))
-    for point, skip, state in kills:
-        killed_at(point, environ, *range_args(span), "--resume", skip=skip)
+    for point, state in kills:
+        killed_at(point, environ, *range_args(span), "--resume")
         rows = readable(spark, settings)  # every table reads, whatever the kill left
-        done = days_in(spark, settings, STAGE_RUNS) if rows.get(STAGE_RUNS.name) else set()
-        print(f"killed at {point} ({state}): {len(done)} days on record, "
-              f"{rows.get(RAW_EVENTS.name, 0)} raw events")  # fmt: skip
+        print(f"killed at {point}: {state}; {rows[RAW_EVENTS.name]} raw events")
+        assert days_in(spark, settings, STAGE_RUNS) == first_chunk  # the chunk not on record
         if point.startswith("mid_write"):
-            assert rows[RAW_EVENTS.name] == 0 and list(events.rglob("*.parquet"))
+            assert days_in(spark, settings, RAW_EVENTS) == first_chunk
+            assert any((events / f"{C.DT}={d}").glob("*.parquet") for d in later)  # orphans
         # The dead run's claims stay behind; they lapse at once on its host, so the next
         # run takes them over.
     seconds = backfill(settings, HISTORY_STAGES, span, chunk_days=CHUNK, resume=True)
-    second_chunk = DayRange(shop.first_day + dt.timedelta(CHUNK), shop.last_day)
-    assert {d for d, _ in seconds} == set(second_chunk.days)  # the first is on record
+    assert {d for d, _ in seconds} == set(later)  # done days are skipped
     assert_same_tables(spark, one_by_one, settings)
