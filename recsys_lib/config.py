@@ -35,6 +35,11 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid."""
 
 
+# The Spark setting of an S3-compatible endpoint; boto3 clients (input arrival, claims) use
+# the same endpoint as the stages' s3a:// reads.
+S3_ENDPOINT = "spark.hadoop.fs.s3a.endpoint"
+
+
 @dataclass(frozen=True)
 class PathSettings:
     warehouse: str

@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from recsys_lib.config import Settings, load_settings
+from recsys_lib.config import S3_ENDPOINT, Settings, load_settings
 from recsys_lib.io.files import input_arrived, is_remote, list_s3
 
 log = logging.getLogger(__name__)
-S3_ENDPOINT = "spark.hadoop.fs.s3a.endpoint"
 
 
 def missing_input(settings: Settings, day: dt.date) -> str | None:

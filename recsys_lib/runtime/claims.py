@@ -33,12 +33,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from recsys_lib.config import Settings
+from recsys_lib.config import S3_ENDPOINT, Settings
 
 log = logging.getLogger(__name__)
 
 CLAIMS_DIR = "_claims"
-S3_ENDPOINT = "spark.hadoop.fs.s3a.endpoint"
 
 
 class ClaimError(RuntimeError):
@@ -186,12 +185,19 @@ class S3Store:
         return nullcontext()
 
 
-def store_of(settings: Settings) -> Store:
-    """The claims' store beside the warehouse: a local directory or an S3 prefix."""
+def _claims_root(settings: Settings) -> tuple[str, Path | None]:
+    """The claims' folder as a URI, and as a local path when it is on a local disk."""
     root = f"{settings.warehouse}/{CLAIMS_DIR}"
     scheme, sep, _ = root.partition("://")
-    if not sep or scheme == "file":
-        return LocalStore(Path(root.removeprefix("file://")))
+    return root, Path(root.removeprefix("file://")) if not sep or scheme == "file" else None
+
+
+def store_of(settings: Settings) -> Store:
+    """The claims' store beside the warehouse: a local directory or an S3 prefix."""
+    root, local = _claims_root(settings)
+    if local is not None:
+        return LocalStore(local)
+    scheme = root.partition("://")[0]
     if scheme in ("s3a", "s3"):
         return S3Store(root, settings.spark.conf.get(S3_ENDPOINT))
     raise ClaimError(
@@ -387,12 +393,11 @@ def table_lock(settings: Settings, table: str) -> Iterator[None]:
     ``<warehouse>/_claims/.locks/tables/<table>.lock``) around each write of a table, so their
     commits follow each other and Delta's conflict checks see every earlier commit. On S3,
     several writers need Delta's DynamoDB log store (docs/operations.md); no lock here."""
-    root = f"{settings.warehouse}/{CLAIMS_DIR}"
-    scheme, sep, _ = root.partition("://")
-    if sep and scheme != "file":
+    _, local = _claims_root(settings)
+    if local is None:
         yield
         return
-    with _flock(Path(root.removeprefix("file://")) / ".locks" / "tables" / f"{table}.lock"):
+    with _flock(local / ".locks" / "tables" / f"{table}.lock"):
         yield
 
 
