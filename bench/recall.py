@@ -40,6 +40,8 @@ from recsys_lib.evaluation import (
     candidate_recall,
 )
 from recsys_lib.models.als import interactions, train_model
+from recsys_lib.models.ease import presence
+from recsys_lib.models.ease import train as train_ease
 from recsys_lib.runtime.spark import get_spark
 from recsys_lib.sources.bought_together import bought_together
 from recsys_lib.sources.popularity import popular_items
@@ -66,6 +68,7 @@ def bench_settings() -> Settings:
         "RECSYS__ALS__WINDOW_DAYS": days,
         "RECSYS__CANDIDATES__ACTIVE_DAYS": days,
         "RECSYS__BOUGHT_TOGETHER__WINDOW_DAYS": days,
+        "RECSYS__EASE__WINDOW_DAYS": days,
         "RECSYS__POPULAR__WINDOW_DAYS": days,
         **os.environ,
     }
@@ -130,8 +133,19 @@ def run(spark: Any, settings: Settings, path: Path) -> None:
         settings.features,
     )
     portraits = interest.filter(F.col(C.TOP_CATEGORIES).isNotNull())
+    ease_pairs = presence(train).cache()
+    ease, _ = train_ease(ease_pairs, settings.ease)
     sources = candidate_sources(
-        train, portraits, model, similar, together, lists, run_date, settings.candidates
+        train,
+        portraits,
+        model,
+        similar,
+        together,
+        lists,
+        (ease, ease_pairs),
+        run_date,
+        settings.candidates,
+        settings.ease.batch_rows,
     )
     candidates = combine(sources).cache()
     n_candidates = candidates.count()

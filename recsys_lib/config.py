@@ -258,6 +258,17 @@ class AlsSettings:
 
 
 @dataclass(frozen=True)
+class EaseSettings:
+    """The EASE candidate source (:mod:`recsys_lib.models.ease`), fitted by ``candidates``."""
+
+    window_days: int = 30  # the user x item presence matrix of this many days ending on D
+    regularization: float = 300.0  # λ on the Gram matrix's diagonal
+    max_items: int = 5000  # exact up to this many items; above, the most active ones
+    max_memory_mb: int = 2048  # driver memory bound of the fit; above it the stage refuses
+    batch_rows: int = 1024  # users scored against every item at once (memory per task)
+
+
+@dataclass(frozen=True)
 class BoughtTogetherSettings:
     window_days: int
     hours: float  # same user, carted or bought within this many hours (or same transaction)
@@ -452,6 +463,7 @@ class Settings:
     history: HistorySettings = field(default_factory=HistorySettings)
     maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
     concurrency: ConcurrencySettings = field(default_factory=ConcurrencySettings)
+    ease: EaseSettings = field(default_factory=EaseSettings)
 
     def resolve(self, path: str) -> str:
         """Absolute form of a configured path; URIs (``s3a://``, ``file:``) are kept."""

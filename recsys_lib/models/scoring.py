@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from recsys_lib.models.als import AlsModel
+    from recsys_lib.models.ease import EaseModel
 
 PURCHASED = "purchased"
+HISTORY = "history"  # score_ease's input: the user's items (array<long>)
 SCORED_SCHEMA = T.StructType(
     [
         T.StructField(C.USER_ID, T.StringType(), False),
@@ -96,20 +98,67 @@ def score_als(users: DataFrame, model: AlsModel, k: int, batch_rows: int = 1024)
                 factors = np.vstack(list(part[C.FACTORS])).astype(np.float32)
                 purchased = [np.sort(np.asarray(p, dtype=np.int64)) for p in part[PURCHASED]]
                 best, scores = top_k_for_users(factors, purchased, item_ids, item_factors, k)
-                valid = np.isfinite(scores)
-                n = best.shape[1]
-                yield pd.DataFrame(
-                    {
-                        C.USER_ID: np.repeat(part[C.USER_ID].to_numpy(), n)[valid.ravel()],
-                        C.RANK: np.tile(np.arange(1, n + 1, dtype=np.int32), len(part))[
-                            valid.ravel()
-                        ],
-                        C.ITEM_ID: item_ids[best].ravel()[valid.ravel()],
-                        C.SCORE: scores.ravel()[valid.ravel()],
-                    }
-                )
+                yield ranked_frame(part[C.USER_ID].to_numpy(), best, scores, item_ids)
 
     return users.mapInPandas(score, SCORED_SCHEMA)
+
+
+def top_k_ease(
+    histories: list[np.ndarray], item_ids: np.ndarray, weights: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions into ``item_ids`` and scores of each history's best ``k`` items by EASE.
+
+    ``histories[u]`` holds user ``u``'s item ids; those outside the model are ignored. The
+    user's own items and items without a positive score are not proposed (score -inf,
+    last); ties go to the smaller item id (:func:`top_k_rows`).
+    """
+    rows, columns = [], []
+    for row, items in enumerate(histories):
+        positions = np.searchsorted(item_ids, items)
+        inside = positions < len(item_ids)
+        positions = positions[inside][item_ids[positions[inside]] == items[inside]]
+        rows.append(np.full(len(positions), row, dtype=np.int64))
+        columns.append(positions)
+    row_index = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    column_index = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64)
+    own = np.zeros((len(histories), len(item_ids)), dtype=np.float32)
+    own[row_index, column_index] = 1.0
+    scores = own @ weights
+    scores[(own > 0) | ~(scores > 0)] = -np.inf
+    return top_k_rows(scores, item_ids, k)
+
+
+def score_ease(histories: DataFrame, model: EaseModel, k: int, batch_rows: int) -> DataFrame:
+    """(user_id, rank, item_id, score) of EASE for ``histories`` (user_id, history)."""
+    spark = histories.sparkSession
+    shared = spark.sparkContext.broadcast((model.item_ids, model.weights))
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        item_ids, weights = shared.value
+        for batch in batches:
+            for start in range(0, len(batch), batch_rows):
+                part = batch.iloc[start : start + batch_rows]
+                items = [np.asarray(h, dtype=np.int64) for h in part[HISTORY]]
+                best, scores = top_k_ease(items, item_ids, weights, k)
+                yield ranked_frame(part[C.USER_ID].to_numpy(), best, scores, item_ids)
+
+    return histories.mapInPandas(score, SCORED_SCHEMA)
+
+
+def ranked_frame(
+    users: np.ndarray, best: np.ndarray, scores: np.ndarray, item_ids: np.ndarray
+) -> pd.DataFrame:
+    """:data:`SCORED_SCHEMA` rows of a block of top-k positions, the -inf ones left out."""
+    valid = np.isfinite(scores).ravel()
+    n = best.shape[1]
+    return pd.DataFrame(
+        {
+            C.USER_ID: np.repeat(users, n)[valid],
+            C.RANK: np.tile(np.arange(1, n + 1, dtype=np.int32), len(users))[valid],
+            C.ITEM_ID: item_ids[best].ravel()[valid],
+            C.SCORE: scores.ravel()[valid],
+        }
+    )
 
 
 def normalise_rows(factors: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The six candidate sources and their union, as pure DataFrame functions.
+"""The seven candidate sources and their union, as pure DataFrame functions.
 
 A user is active on D when they have an event in the ``candidates.active_days`` days ending
 on D. Each source proposes at most ``candidates.per_source[source]`` items per user, ranked
@@ -14,7 +14,9 @@ by its own score (ties by item id):
   top category gets the global list;
 - ``new_arrivals``: the same with the new-arrivals lists;
 - ``recent_views``: items the user viewed in the last ``recent_days`` days and did not
-  buy in them, scored by views halving with each day of age.
+  buy in them, scored by views halving with each day of age;
+- ``ease``: the best items of the EASE model (:mod:`recsys_lib.models.ease`) for the
+  user's items of the model's window, not those items themselves, positive scores only.
 
 The union (:func:`combine`) keeps one row per (user, item) with each source's score and
 rank; its own order (``union_rank``) takes the best rank any source gave the item, then
@@ -34,7 +36,8 @@ from recsys_lib import constants as C
 from recsys_lib.config import CandidateSettings
 from recsys_lib.dates import window, within
 from recsys_lib.models.als import AlsModel, model_factors
-from recsys_lib.models.scoring import PURCHASED, score_als
+from recsys_lib.models.ease import EaseModel
+from recsys_lib.models.scoring import HISTORY, PURCHASED, score_als, score_ease
 from recsys_lib.transforms.top_n import top_n_per
 from recsys_lib.warehouse.tables import CANDIDATES
 
@@ -136,6 +139,19 @@ def als_source(users: DataFrame, model: AlsModel, n: int) -> DataFrame:
     return score_als(known, model, n).select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
 
 
+def ease_source(
+    users: DataFrame, pairs: DataFrame, model: EaseModel, n: int, batch_rows: int
+) -> DataFrame:
+    """The EASE model's best ``n`` items for each user, from their (user_id, item_id)
+    ``pairs`` of the model's window; a user without one gets none."""
+    histories = (
+        pairs.join(users, C.USER_ID)
+        .groupBy(C.USER_ID)
+        .agg(F.array_sort(F.collect_set(C.ITEM_ID)).alias(HISTORY))
+    )
+    return score_ease(histories, model, n, batch_rows).select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
+
+
 def recent_views_source(recent: DataFrame, n: int) -> DataFrame:
     """Items viewed recently and not bought in the same days."""
     return best_by_score(
@@ -198,14 +214,17 @@ def candidate_sources(
     similar: DataFrame,
     together: DataFrame,
     lists: DataFrame,
+    ease: tuple[EaseModel, DataFrame],
     run_date: dt.date,
     settings: CandidateSettings,
+    ease_batch_rows: int = 1024,
 ) -> dict[str, DataFrame]:
     """Each source's (user_id, item_id, score, rank) for the users active on ``run_date``.
 
     ``events``: clean.events of at least the active window; ``portraits``: the day's
     user_portrait; ``similar``, ``together``, ``lists``: the day's recs.similar_items,
-    recs.bought_together and recs.popular_items.
+    recs.bought_together and recs.popular_items; ``ease``: the EASE model and the
+    (user_id, item_id) pairs of its window (:func:`recsys_lib.models.ease.presence`).
     """
     active_events = events.filter(within(window(run_date, settings.active_days)))
     users = active_events.select(C.USER_ID).distinct()
@@ -229,4 +248,5 @@ def candidate_sources(
             users, active_portraits, lists, C.LIST_NEW_ARRIVALS, n[C.SOURCE_NEW_ARRIVALS]
         ),
         C.SOURCE_RECENT_VIEWS: recent_views_source(recent, n[C.SOURCE_RECENT_VIEWS]),
+        C.SOURCE_EASE: ease_source(users, ease[1], ease[0], n[C.SOURCE_EASE], ease_batch_rows),
     }

@@ -2,13 +2,15 @@
 
 Reads the window's events, the day's portraits, ALS model and similar items; writes the
 day's ``recs.bought_together`` and ``recs.popular_items`` (two of the sources' own tables)
-and ``features.candidates``, the union of the six sources
-(:mod:`recsys_lib.sources.union`); and measures the recall of yesterday's candidates on
+and ``features.candidates``, the union of the seven sources
+(:mod:`recsys_lib.sources.union`), fitting the EASE source's model on the way
+(:mod:`recsys_lib.models.ease`); and measures the recall of yesterday's candidates on
 today's events (``ops.model_evaluation``, model ``candidates``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 
@@ -24,6 +26,7 @@ from recsys_lib.evaluation import (
     candidate_recall,
     evaluation_frame,
 )
+from recsys_lib.models import ease as ease_model
 from recsys_lib.models.als import load_model
 from recsys_lib.runtime import tracking
 from recsys_lib.runtime.spark import concurrently
@@ -57,7 +60,7 @@ def with_run_date(df: DataFrame, run_date: dt.date) -> DataFrame:
 def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
     """Stage ``candidates``: source tables, candidates, and yesterday's candidates' recall."""
     cand = settings.candidates
-    days = max(cand.active_days, settings.bought_together.window_days)
+    days = max(cand.active_days, settings.bought_together.window_days, settings.ease.window_days)
     events = read_window(spark, settings, CLEAN_EVENTS, window(run_date, days)).cache()
     portraits = read_partition(spark, settings, USER_PORTRAIT, run_date)
     items = read_partition(spark, settings, CLEAN_ITEMS, run_date)
@@ -107,7 +110,22 @@ def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -
         settings.popular,
         settings.features.event_weights,
     ).cache()
-    sources = candidate_sources(events, portraits, model, similar, together, lists, run_date, cand)
+    ease_pairs = ease_model.presence(
+        events.filter(within(window(run_date, settings.ease.window_days)))
+    ).cache()
+    ease, ease_figures = ease_model.train(ease_pairs, settings.ease)
+    sources = candidate_sources(
+        events,
+        portraits,
+        model,
+        similar,
+        together,
+        lists,
+        (ease, ease_pairs),
+        run_date,
+        cand,
+        settings.ease.batch_rows,
+    )
     candidates = combine(sources, cand.max_per_user)
 
     figures = quality.write_checked(
@@ -127,13 +145,15 @@ def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -
             )
         ],
     )
-    log_run(settings, run_date, recall, als_run_id, spark)
+    log_run(settings, run_date, recall, als_run_id, ease_figures, spark)
     events.unpersist()
+    ease_pairs.unpersist()
     together.unpersist()
     lists.unpersist()
     return {
         **figures,
         "bought_together.skipped_users": float(skipped),
+        **ease_figures,
         **{f"{v}.{m}@{k}": x for v, m, k, x in recall},
     }
 
@@ -143,15 +163,18 @@ def log_run(
     run_date: dt.date,
     recall: list[Figure],
     als_run_id: str,
+    ease_figures: dict[str, float],
     spark: SparkSession,
 ) -> None:
-    """An MLflow run of the stage: yesterday's candidates' recall and the inputs used."""
+    """An MLflow run of the stage: yesterday's candidates' recall, the EASE fit's figures
+    and settings, and the inputs used."""
     with tracking.stage_run(settings, STAGE, run_date, tags={"recsys.als_run_id": als_run_id}):
         mlflow.log_params(
             {
                 "per_source": dict(settings.candidates.per_source),
                 "active_days": settings.candidates.active_days,
                 "recent_days": settings.candidates.recent_days,
+                **{f"ease.{k}": v for k, v in dataclasses.asdict(settings.ease).items()},
                 "input.clean.events.delta_version": table_version(spark, settings, CLEAN_EVENTS),
                 "input.recs.similar_items.delta_version": table_version(
                     spark, settings, SIMILAR_ITEMS
@@ -159,3 +182,4 @@ def log_run(
             }
         )
         mlflow.log_metrics({f"{m}.{v}.at_{k}" if k else f"{m}.{v}": x for v, m, k, x in recall})
+        mlflow.log_metrics(ease_figures)

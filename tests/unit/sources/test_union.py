@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
@@ -16,9 +18,11 @@ from recsys_lib.evaluation import (
     USERS_EVALUATED,
     candidate_recall,
 )
+from recsys_lib.models.ease import fit
 from recsys_lib.sources.union import (
     category_lists,
     combine,
+    ease_source,
     neighbours_of_seeds,
     recent_activity,
     recent_views_source,
@@ -156,3 +160,20 @@ def test_recall_by_hand(spark) -> None:
     assert figures[("all", USERS_EVALUATED, 0)] == 2
     assert figures[(C.SOURCE_UNION, HOLDOUT_USERS_COVERED, 0)] == pytest.approx(2 / 3)
     assert figures[(C.SOURCE_UNION, MEAN_LIST_SIZE, 0)] == pytest.approx(2.0)
+
+
+def test_ease_source_scores_each_users_window_items(spark) -> None:
+    matrix = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1], [1, 1, 0]], dtype=float))
+    model = fit(matrix, np.array([1, 2, 3]), regularization=0.5)
+    pairs = spark.createDataFrame(
+        [("u", 1), ("v", 3), ("nobody active", 2)], f"{C.USER_ID} string, {C.ITEM_ID} bigint"
+    )
+    users = spark.createDataFrame([("u",), ("v",), ("w",)], f"{C.USER_ID} string")
+    rows = ease_source(users, pairs, model, n=5, batch_rows=2).collect()
+    lists = {u: [r[C.ITEM_ID] for r in sorted(rows, key=lambda r: r[C.RANK]) if r[C.USER_ID] == u]
+             for u in ("u", "v", "w")}  # fmt: skip
+    # 1 and 2 go together: u (item 1) gets 2 first; v (item 3) gets 2; w has no history
+    assert lists["u"][0] == 2 and 1 not in lists["u"]
+    assert lists["v"][0] == 2 and 3 not in lists["v"]
+    assert lists["w"] == []
+    assert all(r[C.SCORE] > 0 for r in rows)
