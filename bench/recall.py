@@ -40,14 +40,10 @@ from recsys_lib.evaluation import (
     candidate_recall,
 )
 from recsys_lib.models.als import interactions, train_model
-from recsys_lib.models.ease import presence
-from recsys_lib.models.ease import train as train_ease
 from recsys_lib.runtime.spark import get_spark
-from recsys_lib.sources.bought_together import bought_together
-from recsys_lib.sources.popularity import popular_items
 from recsys_lib.sources.similar import similar_items
-from recsys_lib.sources.union import candidate_sources, combine
 from recsys_lib.stages.aggregate import item_daily, user_item_daily
+from recsys_lib.stages.candidates import candidates_of
 from recsys_lib.stages.features import price_percentiles
 from recsys_lib.transforms.portraits import item_interest
 
@@ -122,10 +118,6 @@ def run(spark: Any, settings: Settings, path: Path) -> None:
     similar = similar_items(
         spark, model, settings.als.similar_top_n, settings.als.similar_batch_rows
     ).cache()
-    together = bought_together(train, settings.bought_together).cache()
-    lists = popular_items(
-        item_daily(train), items, run_date, settings.popular, settings.features.event_weights
-    ).cache()
     interest = item_interest(
         user_item_daily(train),
         items.select(C.ITEM_ID, C.CATEGORY_ID, C.PRICE, C.PRICE_PCT_IN_CATEGORY),
@@ -133,21 +125,11 @@ def run(spark: Any, settings: Settings, path: Path) -> None:
         settings.features,
     )
     portraits = interest.filter(F.col(C.TOP_CATEGORIES).isNotNull())
-    ease_pairs = presence(train).cache()
-    ease, _ = train_ease(ease_pairs, settings.ease)
-    sources = candidate_sources(
-        train,
-        portraits,
-        model,
-        similar,
-        together,
-        lists,
-        (ease, ease_pairs),
-        run_date,
-        settings.candidates,
-        settings.ease.batch_rows,
+    found = candidates_of(
+        train, portraits, items, item_daily(train), model, similar, run_date, settings, None
     )
-    candidates = combine(sources).cache()
+    together = found.together
+    candidates = found.union.cache()
     n_candidates = candidates.count()
     seconds = time.perf_counter() - started
     figures = {

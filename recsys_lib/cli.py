@@ -16,6 +16,7 @@ from typing import Any
 
 from recsys_lib.config import Settings, load_settings
 from recsys_lib.constants import (
+    DEFAULT_SEED,
     FIRST_NIGHT_STAGES,
     HISTORY_STAGES,
     NIGHTLY_STAGES,
@@ -525,8 +526,32 @@ def cmd_benchmark(args: argparse.Namespace, settings: Settings) -> int:
     from recsys_lib.runtime.spark import get_spark
 
     spark = get_spark(settings)
-    result = run_benchmark(spark, settings, Path(args.data), k=args.k, seed=args.seed)
+    result = run_benchmark(
+        spark, settings, Path(args.data), k=args.k, seed=args.seed, n_users=args.users
+    )
     print(format_report(result))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
+    """Search a source's hyperparameters on a validation split; write the best to
+    ``conf/tuned.yaml`` (docs/candidates.md, "Tuning")."""
+    from recsys_lib.config import TUNED_FILE, config_dir
+    from recsys_lib.models.tuning import format_result, write_tuned
+    from recsys_lib.runtime.spark import get_spark
+    from recsys_lib.stages.tune import tune
+
+    spark = get_spark(settings)
+    result = tune(spark, settings, args.model, args.date, args.trials, k=args.k, seed=args.seed)
+    print(format_result(result))
+    if args.dry_run:
+        print("--dry-run: nothing written")
+        return 0
+    path = Path(args.out) if args.out else config_dir(settings.home, os.environ) / TUNED_FILE
+    if write_tuned(path, result):
+        print(f"wrote {args.model}: {result.trials[result.best].params} to {path}")
+    else:
+        print(f"the settings in force measured best: {path} unchanged")
     return 0
 
 
@@ -596,6 +621,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_date, default=None, help="the day recorded (default: today)")
     p.set_defaults(func=cmd_erase_user)
 
+    p = sub.add_parser("tune", help="search ALS's or EASE's settings; write conf/tuned.yaml")
+    p.add_argument("model", choices=["als", "ease"])
+    p.add_argument("--date", type=_date, required=True, help="the night D: validates on D-1")
+    p.add_argument("--trials", type=int, default=12, help="fits, the settings in force first")
+    p.add_argument("--k", type=int, default=10, help="NDCG@k is the figure compared")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="of the random search (ALS)")
+    p.add_argument("--out", default=None, help="file to write (default conf/tuned.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="print the trials, write nothing")
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("query", help="Spark SQL over the registered Delta tables")
     p.add_argument("sql")
     p.add_argument("--limit", type=int, default=50, help="at most this many rows; 0 = all")
@@ -617,8 +652,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("benchmark", help="a published benchmark's protocol on our algorithms")
-    p.add_argument("dataset", choices=["movielens-100k"])
-    p.add_argument("--data", required=True, help="folder with u.data[.gz], u.user, u.item ...")
+    p.add_argument("dataset", choices=["movielens", "movielens-100k"])
+    p.add_argument(
+        "--data",
+        required=True,
+        help="a MovieLens release's folder: 100k (u.data ...), 1M (ratings.dat ...) or "
+        "latest (ratings.csv, movies.csv), files optionally gzipped",
+    )
+    p.add_argument("--users", type=int, default=None, help="only this many users, at random")
     p.add_argument("--k", type=int, default=10, help="length of the recommendation lists")
     p.add_argument("--seed", type=int, default=42, help="seed of the stratified split")
     p.set_defaults(func=cmd_benchmark)

@@ -29,6 +29,8 @@ ENV_HOME = "RECSYS_HOME"
 ENV_NAME = "RECSYS_ENV"
 ENV_CONF_DIR = "RECSYS_CONF_DIR"
 DEFAULT_ENV = "local"
+TUNED_FILE = "tuned.yaml"  # written by `recsys tune`; read over base.yaml, under the env's
+ENV_TUNED = "RECSYS_TUNED"  # "off": leave tuned.yaml out (the tests: figures of base.yaml)
 
 
 class ConfigError(ValueError):
@@ -620,6 +622,11 @@ def with_source_profile(section: Mapping[str, Any], conf_dir: Path, home: Path) 
     return _deep_merge(profile, section)
 
 
+def config_dir(home: Path, environ: Mapping[str, str]) -> Path:
+    """The configuration folder: ``$RECSYS_CONF_DIR``, else ``<home>/conf``."""
+    return Path(environ.get(ENV_CONF_DIR, home / "conf"))
+
+
 def load_settings(
     env: str | None = None,
     *,
@@ -627,10 +634,13 @@ def load_settings(
     home: Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build :class:`Settings` from the configuration files and environment overrides."""
+    """Build :class:`Settings` from the configuration files and environment overrides:
+    ``base.yaml``, then ``tuned.yaml`` (``recsys tune``'s choices, if present and
+    ``RECSYS_TUNED`` is not ``off``), then the
+    environment's file (``local.yaml``, ``cluster.yaml``, …), then ``RECSYS__*`` variables."""
     environ = os.environ if environ is None else environ
     home = (home or Path(environ.get(ENV_HOME, "."))).resolve()
-    conf_dir = conf_dir or Path(environ.get(ENV_CONF_DIR, home / "conf"))
+    conf_dir = conf_dir or config_dir(home, environ)
     env = env or environ.get(ENV_NAME, DEFAULT_ENV)
     base_file = conf_dir / "base.yaml"
     if not base_file.is_file():
@@ -638,6 +648,9 @@ def load_settings(
             f"configuration not found: {base_file} (set {ENV_HOME} or {ENV_CONF_DIR})"
         )
     data = _read_yaml(base_file)
+    tuned_file = conf_dir / TUNED_FILE
+    if tuned_file.is_file() and environ.get(ENV_TUNED, "").lower() not in ("off", "0", "false"):
+        data = _deep_merge(data, _read_yaml(tuned_file))
     env_file = conf_dir / f"{env}.yaml"
     if env_file.is_file():
         data = _deep_merge(data, _read_yaml(env_file))

@@ -35,6 +35,7 @@ def _test_environ(overrides: dict[str, str]) -> dict[str, str]:
         "RECSYS__SPARK__SHUFFLE_PARTITIONS": "2",
         "RECSYS__SPARK__DRIVER_MEMORY": TEST_DRIVER_MEMORY,
         "RECSYS_PSEUDONYM_KEY": TEST_KEY,
+        "RECSYS_TUNED": "off",  # a developer's conf/tuned.yaml does not move the tests
         **{f"RECSYS__{k.upper()}": v for k, v in overrides.items()},
     }
 

@@ -1,8 +1,9 @@
-"""Top-k kernels over broadcast ALS item factors: users to items, items to items.
+"""Top-k kernels over broadcast models: ALS users to items and items to items, EASE.
 
 Kept apart from the stage modules on purpose: Spark's Python workers import this module to
-run :func:`score_als` and :func:`top_k_similar` (``recsys_lib.sources.similar``), so it imports only
-numpy, pandas and pyspark types (not MLflow or implicit).
+run :func:`score_als`, :func:`score_ease` and :func:`top_k_similar`
+(``recsys_lib.sources.similar``), so it imports only numpy, scipy.sparse, pandas and
+pyspark types (not MLflow or implicit).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from pyspark.sql import types as T
 
 from recsys_lib import constants as C
@@ -121,10 +123,17 @@ def top_k_ease(
         columns.append(positions)
     row_index = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
     column_index = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64)
-    own = np.zeros((len(histories), len(item_ids)), dtype=np.float32)
-    own[row_index, column_index] = 1.0
-    scores = own @ weights
-    scores[(own > 0) | ~(scores > 0)] = -np.inf
+    # Sparse rows: a user's scores cost (their items x n) and are summed in item order, so
+    # they do not depend on which other users share the batch.
+    own = sp.csr_matrix(
+        (np.ones(len(row_index), dtype=np.float32), (row_index, column_index)),
+        shape=(len(histories), len(item_ids)),
+    )
+    own.sum_duplicates()
+    own.data[:] = 1.0
+    scores = np.asarray(own @ weights)
+    scores[~(scores > 0)] = -np.inf
+    scores[row_index, column_index] = -np.inf
     return top_k_rows(scores, item_ids, k)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 import mlflow
 from pyspark.sql import DataFrame, SparkSession
@@ -27,7 +28,7 @@ from recsys_lib.evaluation import (
     evaluation_frame,
 )
 from recsys_lib.models import ease as ease_model
-from recsys_lib.models.als import load_model
+from recsys_lib.models.als import AlsModel, load_model
 from recsys_lib.runtime import tracking
 from recsys_lib.runtime.spark import concurrently
 from recsys_lib.sources.bought_together import bought_together, skipped_users
@@ -55,6 +56,63 @@ MODEL_NAME = C.MODEL_CANDIDATES
 
 def with_run_date(df: DataFrame, run_date: dt.date) -> DataFrame:
     return df.withColumn(C.DT, F.lit(run_date))
+
+
+@dataclass(frozen=True)
+class Found:
+    """What :func:`candidates_of` computes: the union, two sources' own tables, and the
+    EASE model's window pairs (every user's items of the window) and fit figures."""
+
+    union: DataFrame
+    together: DataFrame
+    lists: DataFrame
+    ease_pairs: DataFrame
+    ease_figures: dict[str, float]
+
+    def unpersist(self) -> None:
+        for frame in (self.together, self.lists, self.ease_pairs):
+            frame.unpersist()
+
+
+def candidates_of(
+    events: DataFrame,
+    portraits: DataFrame,
+    items: DataFrame,
+    item_daily: DataFrame,
+    model: AlsModel,
+    similar: DataFrame,
+    run_date: dt.date,
+    settings: Settings,
+    max_per_user: int | None,
+) -> Found:
+    """The day's candidates from its inputs, with no table read or written: the
+    bought-together pairs and popular lists, the EASE fit, the seven sources and their union
+    cut at ``max_per_user`` (None: uncut). ``events``: clean.events of at least the longest
+    of the active, bought-together and EASE windows; ``item_daily``: features.item_daily of
+    the popular and new-arrival windows; ``items``, ``portraits``, ``similar``: the day's."""
+    bt_events = events.filter(within(window(run_date, settings.bought_together.window_days)))
+    together = bought_together(bt_events, settings.bought_together).cache()
+    lists = popular_items(
+        item_daily, items, run_date, settings.popular, settings.features.event_weights
+    ).cache()
+    ease_pairs = ease_model.presence(
+        events.filter(within(window(run_date, settings.ease.window_days)))
+    ).cache()
+    ease, ease_figures = ease_model.train(ease_pairs, settings.ease)
+    sources = candidate_sources(
+        events,
+        portraits,
+        model,
+        similar,
+        together,
+        lists,
+        (ease, ease_pairs),
+        run_date,
+        settings.candidates,
+        settings.ease.batch_rows,
+    )
+    union = combine(sources, max_per_user)
+    return Found(union, together, lists, ease_pairs, ease_figures)
 
 
 def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
@@ -101,33 +159,12 @@ def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -
     recall: list[Figure] = measured
     model, als_run_id = loaded
     similar = read_partition(spark, settings, SIMILAR_ITEMS, run_date)
-    together = bought_together(bt_events, settings.bought_together).cache()
     popular_days = max(settings.popular.window_days, settings.popular.new_arrival_days)
-    lists = popular_items(
-        read_window(spark, settings, ITEM_DAILY, window(run_date, popular_days)),
-        items,
-        run_date,
-        settings.popular,
-        settings.features.event_weights,
-    ).cache()
-    ease_pairs = ease_model.presence(
-        events.filter(within(window(run_date, settings.ease.window_days)))
-    ).cache()
-    ease, ease_figures = ease_model.train(ease_pairs, settings.ease)
-    sources = candidate_sources(
-        events,
-        portraits,
-        model,
-        similar,
-        together,
-        lists,
-        (ease, ease_pairs),
-        run_date,
-        cand,
-        settings.ease.batch_rows,
+    item_daily = read_window(spark, settings, ITEM_DAILY, window(run_date, popular_days))
+    found = candidates_of(
+        events, portraits, items, item_daily, model, similar, run_date, settings, cand.max_per_user
     )
-    candidates = combine(sources, cand.max_per_user)
-
+    together, lists, candidates = found.together, found.lists, found.union
     figures = quality.write_checked(
         spark,
         settings,
@@ -145,15 +182,13 @@ def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -
             )
         ],
     )
-    log_run(settings, run_date, recall, als_run_id, ease_figures, spark)
+    log_run(settings, run_date, recall, als_run_id, found.ease_figures, spark)
     events.unpersist()
-    ease_pairs.unpersist()
-    together.unpersist()
-    lists.unpersist()
+    found.unpersist()
     return {
         **figures,
         "bought_together.skipped_users": float(skipped),
-        **ease_figures,
+        **found.ease_figures,
         **{f"{v}.{m}@{k}": x for v, m, k, x in recall},
     }
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.devtools import movielens as M
+from recsys_lib.sources import union
 from tests.conftest import SHARED_DATA
 
 MOVIELENS = SHARED_DATA / "movielens-100k"
@@ -80,49 +84,116 @@ def test_split_draws_like_numpy_global_seed() -> None:
     pd.testing.assert_frame_equal(train, expected)
 
 
-def test_seen_items_are_never_recommended(settings) -> None:
-    ratings = synthetic_ratings()
-    factors = M.fit_als(ratings, settings)
-    recommended = M.top_unseen(factors, 5)
-    seen = set(zip(ratings[C.USER_ID], ratings[C.ITEM_ID], strict=True))
-    pairs = set(zip(recommended[C.USER_ID], recommended[C.ITEM_ID], strict=True))
-    assert pairs and not pairs & seen
-    per_user = recommended.groupby(C.USER_ID)[M.ALS_RANK].apply(list)
-    assert all(ranks == list(range(1, len(ranks) + 1)) for ranks in per_user)
-    assert (per_user.map(len) <= 5).all()
+def test_ratings_map_to_event_types_on_either_scale() -> None:
+    ratings = pd.Series([1.0, 3.0, 3.5, 4.0, 4.5, 5.0, 0.5])
+    assert list(M.event_types(ratings)) == [
+        C.VIEW, C.VIEW, C.CART, C.CART, C.PURCHASE, C.PURCHASE, C.VIEW
+    ]  # fmt: skip
 
 
-def test_a_user_who_saw_everything_gets_no_list(settings) -> None:
-    ratings = synthetic_ratings()
-    every_item = pd.DataFrame(
-        {C.USER_ID: 99, C.ITEM_ID: range(1, 13), M.RATING: 5.0, M.TIMESTAMP: 0}
+def _write(path, text: str, encoding: str = "utf-8") -> None:
+    path.write_bytes(text.encode(encoding))
+
+
+def test_the_three_release_formats_read_alike(tmp_path) -> None:
+    """100k (tab, genre flags), 1M (``::``) and latest (CSV, an extra trailing column)."""
+    k100 = tmp_path / "ml-100k"
+    k100.mkdir()
+    _write(k100 / "u.data", "1\t10\t5\t881250949\n2\t20\t3\t891717742\n")
+    _write(k100 / "u.genre", "unknown|0\nAction|1\nComedy|2\n\n")
+    _write(
+        k100 / "u.item",
+        "10|Caf\xe9 (1995)|01-Jan-1995||http://x|0|0|1\n20|B (1996)|01-Jan-1996||u|0|1|1\n",
+        "latin-1",
     )
-    factors = M.fit_als(pd.concat([ratings, every_item]), settings)
-    assert 99 not in set(M.top_unseen(factors, 3)[C.USER_ID])
+    _write(k100 / "u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n")
+    m1 = tmp_path / "ml-1m"
+    m1.mkdir()
+    _write(m1 / "ratings.dat", "1::10::5::978300760\n2::20::3::978302109\n")
+    _write(
+        m1 / "movies.dat", "10::Caf\xe9 (1995)::Comedy\n20::B (1996)::Action|Comedy\n", "latin-1"
+    )
+    _write(m1 / "users.dat", "1::M::25::15::55117\n2::F::56::16::70072\n")
+    latest = tmp_path / "ml-latest-small"
+    latest.mkdir()
+    _write(
+        latest / "ratings.csv",
+        "userId,movieId,rating,timestamp,extra\n1,10,5.0,881250949,x\n2,20,3.0,891717742,y\n",
+    )
+    _write(
+        latest / "movies.csv",
+        'movieId,title,genres\n10,"Café, The (1995)",Comedy\n20,B (1996),(no genres listed)\n',
+    )
+    releases = [M.load_release(folder) for folder in (k100, m1, latest)]
+    for release in releases:
+        assert list(release.ratings.columns) == [C.USER_ID, C.ITEM_ID, M.RATING, M.TIMESTAMP]
+        assert release.ratings[C.ITEM_ID].tolist() == [10, 20]
+        assert release.ratings[M.RATING].tolist() == [5.0, 3.0]
+        assert release.items[C.ITEM_ID].tolist() == [10, 20]
+        assert release.items[M.GENRES].iloc[0] == ["Comedy"]
+        assert release.items[M.TITLE].iloc[0].startswith("Caf\xe9")
+    assert releases[0].items[M.GENRES].iloc[1] == ["Action", "Comedy"]
+    assert releases[1].items[M.GENRES].iloc[1] == ["Action", "Comedy"]
+    assert releases[2].items[M.GENRES].iloc[1] == []
+    assert releases[0].users is not None and releases[1].users is not None
+    assert releases[1].users["gender"].tolist() == ["M", "F"]
+    assert releases[2].users is None  # latest has no user file: not required
+    with pytest.raises(FileNotFoundError, match=r"u.data \(100k\), ratings.dat \(1M\)"):
+        M.load_ratings(tmp_path)
+
+
+@pytest.mark.spark
+def test_the_history_fills_the_nightly_window_in_its_own_order(spark) -> None:
+    ratings = synthetic_ratings()
+    events = M.as_events(spark, ratings, M.RUN_DATE).toPandas()
+    days = sorted(set(events[C.DT]))
+    assert len(days) == M.HISTORY_DAYS and days[-1] == M.RUN_DATE
+    order = ratings.sort_values(M.TIMESTAMP, kind="mergesort")
+    by_time = events.sort_values(C.EVENT_TS, kind="mergesort")
+    assert by_time[C.ITEM_ID].tolist() == order[C.ITEM_ID].tolist()
+    assert (pd.to_datetime(events[C.EVENT_TS]).dt.date == events[C.DT]).all()
 
 
 def test_loaders_read_the_real_files() -> None:
     require_movielens()
-    ratings = M.load_ratings(MOVIELENS)
-    users = M.load_users(MOVIELENS)
-    items = M.load_items(MOVIELENS)
-    assert ratings.shape == (100_000, 4)
-    assert list(ratings.columns) == [C.USER_ID, C.ITEM_ID, M.RATING, M.TIMESTAMP]
-    assert len(users) == 943 and set(users[M.GENDER]) == {"F", "M"}
-    assert len(items) == 1682 and len(M.genre_columns(items)) == 19
-    assert items[M.RELEASE_YEAR].between(1900, 1999).sum() == 1681  # one film has no date
+    release = M.load_release(MOVIELENS)
+    assert release.ratings.shape == (100_000, 4)
+    assert len(release.users) == 943 and set(release.users["gender"]) == {"F", "M"}
+    assert len(release.items) == 1682
+    assert len(M.category_codes(release.items)) == 18  # 19 genres, "unknown" is none
 
 
 @pytest.mark.slow
-def test_end_to_end_on_100_real_users(spark, settings) -> None:
+def test_the_benchmark_measures_the_nightly_code(spark, settings, monkeypatch) -> None:
+    """On 40 real users: every row is in range, rated films are never recommended, and a
+    change to one source's scoring in the library changes that source's row."""
     require_movielens()
-    result = M.run_benchmark(spark, settings, MOVIELENS, k=10, seed=42, n_users=100)
-    assert [r.algo for r in result.rows] == [M.ALGO_ALS, M.ALGO_RANKER]
+    quick = dataclasses.replace(
+        settings, ranker=dataclasses.replace(settings.ranker, ablations=False)
+    )
+    result = M.run_benchmark(spark, quick, MOVIELENS, k=10, seed=42, n_users=40)
+    rows = {r.algo: r for r in result.rows}
+    assert M.ALGO_RANKER in rows and M.ALGO_UNION in rows and M.ALGO_POPULARITY in rows
+    assert M.source_algo(C.SOURCE_ALS) in rows and M.source_algo(C.SOURCE_EASE) in rows
     for row in result.rows:
-        for value in (row.map, row.ndcg, row.precision, row.recall):
-            assert 0.0 <= value <= 1.0
-        assert row.ndcg > 0.0  # both find some of the held-out films
-        assert row.users == 100
-        assert row.train_seconds is not None and row.train_seconds > 0
+        assert 0.0 <= row.ndcg <= 1.0 and 0.0 <= row.precision <= 1.0
+        assert row.users == 40
+    assert rows[M.ALGO_RANKER].ndcg > 0.0 and rows[M.source_algo(C.SOURCE_EASE)].ndcg > 0.0
     report = M.format_report(result)
-    assert "published (their machine)" in report and "Recall@k" in report
+    assert "published, MovieLens-100k" not in report  # a subsample is not their protocol
+    train, _ = M.stratified_split(M.subsample_users(M.load_ratings(MOVIELENS), 40, 42))
+    rated = set(zip(train[C.USER_ID].astype(str), train[C.ITEM_ID], strict=True))
+    for recs in result.recommendations:
+        listed = set(zip(recs.lists[C.USER_ID].astype(str), recs.lists[C.ITEM_ID], strict=True))
+        assert listed and not listed & rated, recs.algo
+
+    original = union.ease_source
+
+    def reversed_ease(*args, **kwargs):  # the worst of EASE's list first
+        ranked = original(*args, **kwargs)
+        return ranked.withColumn(C.SCORE, -F.col(C.SCORE)).withColumn(C.RANK, 1000 - F.col(C.RANK))
+
+    monkeypatch.setattr(union, "ease_source", reversed_ease)
+    changed = {r.algo: r for r in M.run_benchmark(spark, quick, MOVIELENS, n_users=40).rows}
+    assert changed[M.source_algo(C.SOURCE_EASE)] != rows[M.source_algo(C.SOURCE_EASE)]
+    assert changed[M.source_algo(C.SOURCE_ALS)].ndcg == rows[M.source_algo(C.SOURCE_ALS)].ndcg
