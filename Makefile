@@ -61,6 +61,7 @@ bench: bench-profile bench-nightly
 	$(BIN)/python bench/als.py --warehouse bench_work/rr_1.0/warehouse --date 2015-09-18 --repeat 1
 	$(BIN)/python bench/recall.py
 	$(BIN)/recsys benchmark movielens --data ../shared/data/movielens-100k
+	$(BIN)/python bench/ranker_days.py --work bench_work/ranker_days
 
 # Where one demo night's time goes, stage by stage (docs/benchmarks.md, "Profile").
 bench-profile: setup

@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -104,15 +103,16 @@ def report(rows: pd.DataFrame, k: int) -> str:
     ]
     order = table.mean(axis=1).sort_values(ascending=False).index
     for variant in order:
-        values = table.loc[variant].tolist()
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        row = table.loc[variant]
+        values = [float(v) for v in row]
+        sd = float(row.std()) if row.count() > 1 else 0.0
         rec = (
             recall_table.loc[variant, trained].mean()
             if variant in recall_table.index
             else float("nan")
         )
         lines.append(
-            f"| {variant} | {statistics.mean(values):.4f} | {sd:.4f} | "
+            f"| {variant} | {float(row.mean()):.4f} | {sd:.4f} | "
             + " | ".join(f"{v:.4f}" for v in values)
             + f" | {rec:.4f} |"
         )

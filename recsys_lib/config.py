@@ -435,6 +435,7 @@ class RankerSettings:
     ablation_fraction: float  # the sampled ablation's share
     ablations: bool  # also train without importance and on the sampled share
     max_training_rows: int  # memory bound of the single-node training step
+    importance: bool = True  # the ranker weighs samples by importance (else: all weigh 1)
 
 
 @dataclass(frozen=True)

@@ -341,5 +341,6 @@ RANKING_FEATURES = (*CANDIDATE_FEATURES, *PAIR_FEATURES, *USER_FEATURES, *ITEM_F
 # Variants of the nightly ranker evaluation (ops.model_evaluation, model "ranker").
 RANKER = "ranker"
 RANKER_NO_IMPORTANCE = "ranker_no_importance"
+RANKER_IMPORTANCE = "ranker_importance"  # the ablation when ranker.importance is off
 RANKER_SAMPLED = "ranker_sampled"
 VARIANT_POPULARITY = "popularity"

@@ -145,15 +145,20 @@ def collect_samples(
 def train_variants(
     train: pd.DataFrame, valid: pd.DataFrame, settings: Settings
 ) -> dict[str, tuple[Ranker, dict[str, float]]]:
-    """The ranker (importance as weights, or importance-sampled when
-    ``ranker.sample_fraction`` < 1) and, with ``ranker.ablations``, the ranker without
-    importance and the one on the importance-sampled ``ablation_fraction``."""
+    """The ranker (with ``ranker.importance``: importance as weights, or importance-sampled
+    when ``ranker.sample_fraction`` < 1; without: every sample weighing 1) and, with
+    ``ranker.ablations``, the other of the two (``ranker_no_importance`` or
+    ``ranker_importance``) and the one on the importance-sampled ``ablation_fraction``."""
     ranker = settings.ranker
     features = list(C.RANKING_FEATURES)
     plans: dict[str, tuple[pd.DataFrame, str | None]] = {}
-    plans[C.RANKER] = sampled_plan(train, ranker.sample_fraction, ranker.seed)
+    weighted = sampled_plan(train, ranker.sample_fraction, ranker.seed)
+    plans[C.RANKER] = weighted if ranker.importance else (train, None)
     if ranker.ablations:
-        plans[C.RANKER_NO_IMPORTANCE] = (train, None)
+        if ranker.importance:
+            plans[C.RANKER_NO_IMPORTANCE] = (train, None)
+        else:
+            plans[C.RANKER_IMPORTANCE] = weighted
         plans[C.RANKER_SAMPLED] = sampled_plan(train, ranker.ablation_fraction, ranker.seed)
     trained: dict[str, tuple[Ranker, dict[str, float]]] = {}
     for variant, (frame, weights) in plans.items():

@@ -260,9 +260,10 @@ def assert_ranked_by_the_champion(
         .collect()
     }
     variants = {v for v, m, _ in figures if m == "ndcg"}
+    ablation = C.RANKER_NO_IMPORTANCE if settings.ranker.importance else C.RANKER_IMPORTANCE
     expected = {
         C.RANKER,
-        C.RANKER_NO_IMPORTANCE,
+        ablation,
         C.RANKER_SAMPLED,
         C.VARIANT_POPULARITY,
         C.SOURCE_UNION,

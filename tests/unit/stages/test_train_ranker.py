@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import mlflow
@@ -14,7 +15,7 @@ from recsys_lib.evaluation import NDCG
 from recsys_lib.models.ranker import Ranker, fit_ranker, score_frame
 from recsys_lib.models.registry import Baseline, apply_gate, gate, load_champion, register
 from recsys_lib.runtime import tracking
-from recsys_lib.stages.train_ranker import best_baseline, label_days, top_lists
+from recsys_lib.stages.train_ranker import best_baseline, label_days, top_lists, train_variants
 from tests.conftest import make_settings
 
 FEATURES = ["f1", "f2"]
@@ -139,3 +140,35 @@ def test_distributed_scores_equal_the_driver_s(spark, tmp_path) -> None:
     merged = holdout.merge(scored, on=[C.USER_ID, C.ITEM_ID])
     assert len(merged) == len(holdout)
     assert np.allclose(merged[C.SCORE], ranker.predict(merged))
+
+
+def _featured(seed: int, groups: int) -> pd.DataFrame:
+    """Samples with every ranking feature (f1 carries the label) and an importance."""
+    frame = _samples(seed, groups)
+    rng = np.random.default_rng(seed + 1)
+    for column in C.RANKING_FEATURES:
+        frame[column] = rng.normal(size=len(frame))
+    frame[C.RANKING_FEATURES[0]] = frame["f1"]
+    frame[C.IMPORTANCE] = rng.uniform(0.05, 1.0, size=len(frame))
+    return frame
+
+
+@pytest.mark.parametrize("importance", [True, False])
+def test_the_importance_switch_picks_the_served_ranker_s_weights(tmp_path, importance) -> None:
+    settings = make_settings(tmp_path)
+    ranker = dataclasses.replace(
+        settings.ranker, importance=importance, ablations=True, num_boost_round=15
+    )
+    settings = dataclasses.replace(settings, ranker=ranker)
+    train, valid = _featured(1, 60), _featured(2, 20)
+    trained = train_variants(train, valid, settings)
+    other = C.RANKER_IMPORTANCE if not importance else C.RANKER_NO_IMPORTANCE
+    assert set(trained) == {C.RANKER, other, C.RANKER_SAMPLED}
+    features = list(C.RANKING_FEATURES)
+    unweighted = Ranker.of(fit_ranker(train, valid, features, ranker), features)
+    weighted = Ranker.of(
+        fit_ranker(train, valid, features, ranker, weight_column=C.IMPORTANCE), features
+    )
+    served, ablation = (weighted, unweighted) if importance else (unweighted, weighted)
+    assert trained[C.RANKER][0].content_hash == served.content_hash != ablation.content_hash
+    assert trained[other][0].content_hash == ablation.content_hash
