@@ -1,6 +1,7 @@
 """The ranker against every baseline over several holdout days of the generated shop.
 
-Generates the demo shop (``default`` profile, ``--scale`` 0.5, ``--days`` 14), loads its
+Generates the demo shop (``default`` profile, ``--scale`` 0.5, ``--days`` 14; another with
+``--profile``, ``--days 0`` for the profile's own length), loads its
 history and runs whole nights in-process for the last ``--nights`` days (default 6: the
 first three gather label days, then every night trains the ranker on earlier label days and
 evaluates it on its own holdout day, as ``train_ranker`` does). Then it reads
@@ -42,14 +43,16 @@ def settings_for(work: Path):  # noqa: ANN201 - recsys_lib is imported after the
     return load_settings(conf_dir=REPO / "conf", home=work, environ=environ)
 
 
-def run_nights(work: Path, scale: float, days: int, nights: int, seed: int) -> None:
+def run_nights(
+    work: Path, scale: float, days: int | None, nights: int, seed: int, profile: str
+) -> None:
     from recsys_lib.cli import history_and_nights
     from recsys_lib.devtools.generator import generate_shop
 
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    shop = generate_shop(work / "shop", "default", scale=scale, days=days, seed=seed)
+    shop = generate_shop(work / "shop", profile, scale=scale, days=days, seed=seed)
     settings = settings_for(work)
     last = shop.last_day
     night_days = [last - dt.timedelta(days=n) for n in range(nights - 1, -1, -1)]
@@ -138,7 +141,8 @@ def main() -> int:
     )
     parser.add_argument("--work", type=Path, default=REPO / "bench_work" / "ranker_days")
     parser.add_argument("--scale", type=float, default=0.5)
-    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--profile", default="default", help="a generator profile")
+    parser.add_argument("--days", type=int, default=14, help="0: the profile's own")
     parser.add_argument("--nights", type=int, default=6)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--k", type=int, default=10)
@@ -147,7 +151,7 @@ def main() -> int:
     os.environ.setdefault("RECSYS_PSEUDONYM_KEY", "bench-key")
     work = args.work.resolve()
     if not args.reuse:
-        run_nights(work, args.scale, args.days, args.nights, args.seed)
+        run_nights(work, args.scale, args.days or None, args.nights, args.seed, args.profile)
     print(report(evaluation(work, args.k), args.k))
     return 0
 

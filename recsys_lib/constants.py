@@ -255,6 +255,13 @@ N_SOURCES = "n_sources"
 UNION_RANK = "union_rank"
 SOURCE_UNION = "union"
 
+# A user's history in the active window (recsys_lib.sources.history), thinnest first.
+HISTORY_ONE_EVENT = "one_event"  # a single event
+HISTORY_ONE_DAY = "one_day"  # several events, all on one day, no cart or purchase
+HISTORY_DAYS = "several_days"  # events on two or more days, no cart or purchase
+HISTORY_CARTED = "carted"  # a cart or purchase in the window
+HISTORY_GROUPS = (HISTORY_ONE_EVENT, HISTORY_ONE_DAY, HISTORY_DAYS, HISTORY_CARTED)
+
 
 def source_score(source: str) -> str:
     """Column of a candidate source's score in features.candidates."""

@@ -1,0 +1,50 @@
+"""How much history an active user has: the groups that decide which candidate path serves
+them (:data:`recsys_lib.constants.HISTORY_GROUPS`).
+
+Counted over the user's events in the ``candidates.active_days`` days ending on D:
+
+- ``one_event``: a single event;
+- ``one_day``: several events, all on one day, no cart or purchase;
+- ``several_days``: events on two or more days, no cart or purchase;
+- ``carted``: a cart or a purchase in the window, whatever else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from recsys_lib import constants as C
+from recsys_lib.dates import window, within
+
+N_EVENTS = "_events"
+N_DAYS = "_days"
+CARTED = "_carted"
+HISTORY_GROUP = "history_group"
+
+
+def user_history(events: DataFrame, run_date: dt.date, active_days: int) -> DataFrame:
+    """(user_id, history_group) of every user with an event in the ``active_days`` days
+    ending on ``run_date``."""
+    counted = (
+        events.filter(within(window(run_date, active_days)))
+        .groupBy(C.USER_ID)
+        .agg(
+            F.count(F.lit(1)).alias(N_EVENTS),
+            F.countDistinct(C.DT).alias(N_DAYS),
+            F.max(F.col(C.EVENT_TYPE).isin(C.CART, C.PURCHASE)).alias(CARTED),
+        )
+    )
+    return counted.select(C.USER_ID, history_group().alias(HISTORY_GROUP))
+
+
+def history_group() -> Column:
+    """The group of a row of counted events (see the module docstring)."""
+    return (
+        F.when(F.col(CARTED), F.lit(C.HISTORY_CARTED))
+        .when(F.col(N_EVENTS) == 1, F.lit(C.HISTORY_ONE_EVENT))
+        .when(F.col(N_DAYS) == 1, F.lit(C.HISTORY_ONE_DAY))
+        .otherwise(F.lit(C.HISTORY_DAYS))
+    )
