@@ -87,6 +87,25 @@ def top_k_rows(scores: np.ndarray, item_ids: np.ndarray, k: int) -> tuple[np.nda
     return columns[take].astype(np.int64), values[take].astype(np.float64)
 
 
+# Bytes a scored user row holds per item while its top k is taken: the float32 score, the
+# mask of the scores at or above the cut and numpy's temporaries (an upper bound).
+BYTES_PER_SCORE = 8
+
+
+def block_rows(n_items: int, block_mb: int, setting: str) -> int:
+    """Users scored at once so that a users x items block stays within ``block_mb`` MiB;
+    refuses when even one user's row does not fit, naming the ``setting``."""
+    row_bytes = max(1, n_items) * BYTES_PER_SCORE
+    rows = block_mb * 2**20 // row_bytes
+    if rows < 1:
+        raise MemoryError(
+            f"one user's scores over {n_items:,} items need {row_bytes / 2**20:.1f} MiB, "
+            f"above {setting} = {block_mb} MiB: raise it (with the executors' memory) or "
+            "cut the catalogue the model scores"
+        )
+    return int(rows)
+
+
 def score_als(users: DataFrame, model: AlsModel, k: int, batch_rows: int = 1024) -> DataFrame:
     """(user_id, rank, item_id, score) of ALS for ``users`` (user_id, factors, purchased)."""
     spark = users.sparkSession

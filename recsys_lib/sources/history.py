@@ -17,6 +17,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
+from recsys_lib.config import ConfigError
 from recsys_lib.dates import window, within
 
 N_EVENTS = "_events"
@@ -48,3 +49,39 @@ def history_group() -> Column:
         .when(F.col(N_DAYS) == 1, F.lit(C.HISTORY_ONE_DAY))
         .otherwise(F.lit(C.HISTORY_DAYS))
     )
+
+
+def checked_groups(groups: tuple[str, ...]) -> tuple[str, ...]:
+    """``candidates.thin_groups``, refused when one is not a history group."""
+    unknown = sorted(set(groups) - set(C.HISTORY_GROUPS))
+    if unknown:
+        raise ConfigError(
+            f"candidates.thin_groups: {unknown} are not history groups "
+            f"({', '.join(C.HISTORY_GROUPS)})"
+        )
+    return groups
+
+
+def full_path_users(history: DataFrame, thin_groups: tuple[str, ...]) -> DataFrame:
+    """(user_id) of the users of ``history`` outside ``thin_groups``: those the ALS and EASE
+    sources score."""
+    full = history
+    if thin_groups:
+        full = history.filter(~F.col(HISTORY_GROUP).isin(*checked_groups(thin_groups)))
+    return full.select(C.USER_ID)
+
+
+def cut_thin(
+    union: DataFrame, history: DataFrame, thin_groups: tuple[str, ...], n: int
+) -> DataFrame:
+    """``union`` (features.candidates rows) with the users of ``thin_groups`` cut to their
+    first ``n`` in the union's order."""
+    if not thin_groups:
+        return union
+    thin = history.filter(F.col(HISTORY_GROUP).isin(*checked_groups(thin_groups))).select(
+        C.USER_ID, F.lit(True).alias("_thin")
+    )
+    kept = union.join(thin, C.USER_ID, "left").filter(
+        F.col("_thin").isNull() | (F.col(C.UNION_RANK) <= n)
+    )
+    return kept.select(*union.columns)

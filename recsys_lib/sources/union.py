@@ -2,7 +2,9 @@
 
 A user is active on D when they have an event in the ``candidates.active_days`` days ending
 on D. Each source proposes at most ``candidates.per_source[source]`` items per user, ranked
-by its own score (ties by item id):
+by its own score (ties by item id); users whose history group
+(:mod:`recsys_lib.sources.history`) is one of ``candidates.thin_groups`` take the cheap
+path: no ALS or EASE candidates, and the union cut at ``candidates.thin_max_per_user``:
 
 - ``als``: the best items of the ALS model (dot product of the factors);
 - ``similar``: neighbours (``recs.similar_items``) of the user's recently viewed items,
@@ -37,7 +39,8 @@ from recsys_lib.config import CandidateSettings
 from recsys_lib.dates import window, within
 from recsys_lib.models.als import AlsModel, model_factors
 from recsys_lib.models.ease import EaseModel
-from recsys_lib.models.scoring import HISTORY, PURCHASED, score_als, score_ease
+from recsys_lib.models.scoring import HISTORY, PURCHASED, block_rows, score_als, score_ease
+from recsys_lib.sources.history import full_path_users
 from recsys_lib.transforms.top_n import top_n_per
 from recsys_lib.warehouse.tables import CANDIDATES
 
@@ -130,13 +133,15 @@ def category_lists(
     return best_by_score(scored, n)
 
 
-def als_source(users: DataFrame, model: AlsModel, n: int) -> DataFrame:
-    """The model's best ``n`` items for each user it knows."""
+def als_source(users: DataFrame, model: AlsModel, n: int, block_mb: int = 256) -> DataFrame:
+    """The model's best ``n`` items for each user it knows, scored in blocks of at most
+    ``block_mb`` MiB per task (``candidates.als_block_mb``)."""
     spark = users.sparkSession
     known = users.join(model_factors(spark, model), C.USER_ID).withColumn(
         PURCHASED, F.array().cast("array<long>")
     )
-    return score_als(known, model, n).select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
+    rows = block_rows(len(model.item_ids), block_mb, "candidates.als_block_mb")
+    return score_als(known, model, n, rows).select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
 
 
 def ease_source(
@@ -215,26 +220,30 @@ def candidate_sources(
     together: DataFrame,
     lists: DataFrame,
     ease: tuple[EaseModel, DataFrame],
+    history: DataFrame,
     run_date: dt.date,
     settings: CandidateSettings,
     ease_batch_rows: int = 1024,
 ) -> dict[str, DataFrame]:
-    """Each source's (user_id, item_id, score, rank) for the users active on ``run_date``.
+    """Each source's (user_id, item_id, score, rank) for the users active on ``run_date``;
+    ALS and EASE only for the users outside ``candidates.thin_groups``.
 
     ``events``: clean.events of at least the active window; ``portraits``: the day's
     user_portrait; ``similar``, ``together``, ``lists``: the day's recs.similar_items,
     recs.bought_together and recs.popular_items; ``ease``: the EASE model and the
-    (user_id, item_id) pairs of its window (:func:`recsys_lib.models.ease.presence`).
+    (user_id, item_id) pairs of its window (:func:`recsys_lib.models.ease.presence`);
+    ``history``: (user_id, history_group) of the active users
+    (:func:`recsys_lib.sources.history.user_history`).
     """
-    active_events = events.filter(within(window(run_date, settings.active_days)))
-    users = active_events.select(C.USER_ID).distinct()
+    users = history.select(C.USER_ID)
+    full = full_path_users(history, settings.thin_groups)
     recent = recent_activity(events, run_date, settings).cache()
     n = settings.per_source
     viewed = latest_seeds(recent, C.VIEWS, settings.recent_items)
     carted = latest_seeds(recent, C.CARTS, settings.recent_items)
     active_portraits = portraits.join(users, C.USER_ID)
     return {
-        C.SOURCE_ALS: als_source(users, model, n[C.SOURCE_ALS]),
+        C.SOURCE_ALS: als_source(full, model, n[C.SOURCE_ALS], settings.als_block_mb),
         C.SOURCE_SIMILAR: neighbours_of_seeds(
             viewed, similar, C.SIMILAR_ITEM_ID, C.SCORE, n[C.SOURCE_SIMILAR]
         ),
@@ -248,5 +257,5 @@ def candidate_sources(
             users, active_portraits, lists, C.LIST_NEW_ARRIVALS, n[C.SOURCE_NEW_ARRIVALS]
         ),
         C.SOURCE_RECENT_VIEWS: recent_views_source(recent, n[C.SOURCE_RECENT_VIEWS]),
-        C.SOURCE_EASE: ease_source(users, ease[1], ease[0], n[C.SOURCE_EASE], ease_batch_rows),
+        C.SOURCE_EASE: ease_source(full, ease[1], ease[0], n[C.SOURCE_EASE], ease_batch_rows),
     }

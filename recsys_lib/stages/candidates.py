@@ -32,6 +32,7 @@ from recsys_lib.models.als import AlsModel, load_model
 from recsys_lib.runtime import tracking
 from recsys_lib.runtime.spark import concurrently
 from recsys_lib.sources.bought_together import bought_together, skipped_users
+from recsys_lib.sources.history import HISTORY_GROUP, cut_thin, user_history
 from recsys_lib.sources.popularity import popular_items
 from recsys_lib.sources.union import candidate_sources, combine
 from recsys_lib.warehouse import quality
@@ -68,10 +69,24 @@ class Found:
     lists: DataFrame
     ease_pairs: DataFrame
     ease_figures: dict[str, float]
+    history: DataFrame  # (user_id, history_group) of the active users
 
     def unpersist(self) -> None:
-        for frame in (self.together, self.lists, self.ease_pairs):
+        for frame in (self.together, self.lists, self.ease_pairs, self.history):
             frame.unpersist()
+
+    def path_users(self, thin_groups: tuple[str, ...]) -> dict[str, float]:
+        """Active users per history group and per path (full, thin)."""
+        counts = {
+            str(r[HISTORY_GROUP]): float(r["count"])
+            for r in self.history.groupBy(HISTORY_GROUP).count().collect()
+        }
+        thin = sum(x for g, x in counts.items() if g in thin_groups)
+        return {
+            **{f"users.{g}": counts.get(g, 0.0) for g in C.HISTORY_GROUPS},
+            "users.full_path": sum(counts.values()) - thin,
+            "users.thin_path": thin,
+        }
 
 
 def candidates_of(
@@ -87,7 +102,8 @@ def candidates_of(
 ) -> Found:
     """The day's candidates from its inputs, with no table read or written: the
     bought-together pairs and popular lists, the EASE fit, the seven sources and their union
-    cut at ``max_per_user`` (None: uncut). ``events``: clean.events of at least the longest
+    cut at ``max_per_user`` (None: uncut; the thin path's users at
+    ``candidates.thin_max_per_user``). ``events``: clean.events of at least the longest
     of the active, bought-together and EASE windows; ``item_daily``: features.item_daily of
     the popular and new-arrival windows; ``items``, ``portraits``, ``similar``: the day's."""
     bt_events = events.filter(within(window(run_date, settings.bought_together.window_days)))
@@ -99,6 +115,8 @@ def candidates_of(
         events.filter(within(window(run_date, settings.ease.window_days)))
     ).cache()
     ease, ease_figures = ease_model.train(ease_pairs, settings.ease)
+    cand = settings.candidates
+    history = user_history(events, run_date, cand.active_days).cache()
     sources = candidate_sources(
         events,
         portraits,
@@ -107,12 +125,15 @@ def candidates_of(
         together,
         lists,
         (ease, ease_pairs),
+        history,
         run_date,
-        settings.candidates,
+        cand,
         settings.ease.batch_rows,
     )
-    union = combine(sources, max_per_user)
-    return Found(union, together, lists, ease_pairs, ease_figures)
+    union = cut_thin(
+        combine(sources, max_per_user), history, cand.thin_groups, cand.thin_max_per_user
+    )
+    return Found(union, together, lists, ease_pairs, ease_figures, history)
 
 
 def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, float]:
@@ -182,13 +203,15 @@ def candidates_day(spark: SparkSession, settings: Settings, run_date: dt.date) -
             )
         ],
     )
-    log_run(settings, run_date, recall, als_run_id, found.ease_figures, spark)
+    paths = found.path_users(cand.thin_groups)
+    log_run(settings, run_date, recall, als_run_id, {**found.ease_figures, **paths}, spark)
     events.unpersist()
     found.unpersist()
     return {
         **figures,
         "bought_together.skipped_users": float(skipped),
         **found.ease_figures,
+        **paths,
         **{f"{v}.{m}@{k}": x for v, m, k, x in recall},
     }
 
@@ -198,17 +221,19 @@ def log_run(
     run_date: dt.date,
     recall: list[Figure],
     als_run_id: str,
-    ease_figures: dict[str, float],
+    figures: dict[str, float],
     spark: SparkSession,
 ) -> None:
-    """An MLflow run of the stage: yesterday's candidates' recall, the EASE fit's figures
-    and settings, and the inputs used."""
+    """An MLflow run of the stage: yesterday's candidates' recall, the EASE fit's figures,
+    the users per path and the settings, and the inputs used."""
     with tracking.stage_run(settings, STAGE, run_date, tags={"recsys.als_run_id": als_run_id}):
         mlflow.log_params(
             {
                 "per_source": dict(settings.candidates.per_source),
                 "active_days": settings.candidates.active_days,
                 "recent_days": settings.candidates.recent_days,
+                "thin_groups": list(settings.candidates.thin_groups),
+                "thin_max_per_user": settings.candidates.thin_max_per_user,
                 **{f"ease.{k}": v for k, v in dataclasses.asdict(settings.ease).items()},
                 "input.clean.events.delta_version": table_version(spark, settings, CLEAN_EVENTS),
                 "input.recs.similar_items.delta_version": table_version(
@@ -217,4 +242,4 @@ def log_run(
             }
         )
         mlflow.log_metrics({f"{m}.{v}.at_{k}" if k else f"{m}.{v}": x for v, m, k, x in recall})
-        mlflow.log_metrics(ease_figures)
+        mlflow.log_metrics(figures)

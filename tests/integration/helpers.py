@@ -135,6 +135,7 @@ def assert_candidates_filled(
     candidates = rows(CANDIDATES)
     users = candidates.select(C.USER_ID).distinct()
     assert users.count() == active.count() > 0
+    assert_thin_path(spark, settings, day, candidates)
     found = candidates.agg(*[F.count(C.source_rank(s)).alias(s) for s in C.CANDIDATE_SOURCES])
     counts = found.first().asDict()
     assert all(counts[s] > 0 for s in C.CANDIDATE_SOURCES if s not in may_find_nothing), counts
@@ -155,6 +156,32 @@ def assert_candidates_filled(
         assert recall[(source, 50)] <= recall[(source, 100)] <= recall[(source, 200)]
     assert recall[(C.SOURCE_UNION, 100)] > 0
     return recall
+
+
+def assert_thin_path(
+    spark: SparkSession, settings: Settings, day: dt.date, candidates: DataFrame
+) -> None:
+    """Users of ``candidates.thin_groups`` (their history counted from clean.events) have no
+    ALS or EASE candidates and at most ``candidates.thin_max_per_user``."""
+    from recsys_lib.sources.history import HISTORY_GROUP, user_history
+
+    cand = settings.candidates
+    if not cand.thin_groups:
+        return
+    events = read_table(spark, settings, CLEAN_EVENTS).filter(F.col(C.DT) <= day)
+    thin = user_history(events, day, cand.active_days).filter(
+        F.col(HISTORY_GROUP).isin(*cand.thin_groups)
+    )
+    theirs = candidates.join(thin, C.USER_ID, "left_semi")
+    stats = theirs.agg(
+        F.countDistinct(C.USER_ID).alias("users"),
+        F.count(C.source_rank(C.SOURCE_ALS)).alias("als"),
+        F.count(C.source_rank(C.SOURCE_EASE)).alias("ease"),
+        F.max(C.UNION_RANK).alias("deepest"),
+    ).first()
+    assert stats["users"] > 0, "no user took the thin path"
+    assert stats["als"] == stats["ease"] == 0
+    assert stats["deepest"] <= cand.thin_max_per_user
 
 
 def assert_reconciled(spark: SparkSession, settings: Settings, day: dt.date) -> dict[str, float]:

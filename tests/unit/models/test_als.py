@@ -14,6 +14,7 @@ from recsys_lib.models.als import (
     memory_bound_mb,
     train_model,
 )
+from recsys_lib.models.scoring import block_rows, top_k_for_users
 from recsys_lib.stages.train_als import train_als
 from tests.conftest import table_frame
 
@@ -176,3 +177,20 @@ def test_train_als_writes_similar_items_and_a_rerun_gives_the_same_rows(spark, s
         tuple(r) for r in read_partition(spark, settings, SIMILAR_ITEMS, RUN_DATE).collect()
     )
     assert again == first
+
+
+def test_scoring_blocks_stay_within_their_bound_and_refuse_a_row_that_cannot() -> None:
+    assert block_rows(100_000, 256, "candidates.als_block_mb") == 256 * 2**20 // 800_000
+    assert block_rows(10, 1, "x") == 2**20 // 80
+    with pytest.raises(MemoryError, match="candidates.als_block_mb = 1 MiB"):
+        block_rows(200_000, 1, "candidates.als_block_mb")
+    # Users are scored row by row: a block's split does not change anyone's list.
+    rng = np.random.default_rng(1)
+    users, items = rng.normal(size=(7, 4)).astype(np.float32), rng.normal(size=(50, 4))
+    item_ids, none = np.arange(50, dtype=np.int64) * 3, [np.zeros(0, np.int64)] * 7
+    whole = top_k_for_users(users, none, item_ids, items.astype(np.float32), 5)
+    parts = [
+        top_k_for_users(users[i : i + 2], none[:2], item_ids, items.astype(np.float32), 5)
+        for i in range(0, 7, 2)
+    ]
+    assert np.array_equal(whole[0], np.vstack([p[0] for p in parts]))
