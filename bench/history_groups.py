@@ -6,13 +6,16 @@ candidates on H - 1 and an event on H are split by their history in the active w
 ending on H - 1 (:mod:`recsys_lib.sources.history`), and each variant's NDCG@k and recall@k
 is measured per group on H's events (graded labels, as the nightly evaluation):
 
-- ``full``: the champion ranker at the end of night H over the day's whole union (today's
-  path);
+- ``full``: the champion ranker at the end of night H (without one: the ranker night H
+  trained) over the day's whole union (today's path);
 - ``union`` and every source alone (its own top k), ``popularity`` (the global list);
 - ``cheap_union``: the union of the sources that need neither ALS nor EASE scoring
   (similar, bought_together, popular, new_arrivals, recent_views), in the union's order;
 - ``cheap_ranker``: the same champion over that cheaper union cut at ``--thin-max`` per
   user, with the ALS and EASE columns empty, as the ranker would see them.
+- ``cheap_ease_ranker``: ``cheap_ranker`` with the EASE source kept (its scoring costs a user's
+  items x the catalogue, small for a thin history); ``cheap_ranker_2x``: the cheap union cut
+  at twice ``--thin-max``;
 
     .venv/bin/python bench/history_groups.py --work bench_work/ranker_days
 """
@@ -34,9 +37,9 @@ from ranker_days import REPO, settings_for  # noqa: E402
 CHEAP_SOURCES = ("similar", "bought_together", "popular", "new_arrivals", "recent_views")
 
 
-def cheap_candidates(candidates, max_per_user):  # noqa: ANN001, ANN201
+def cheap_candidates(candidates, max_per_user, sources=CHEAP_SOURCES):  # noqa: ANN001, ANN201
     """The day's candidates as the cheap path would have made them: only the rows a cheap
-    source found, the union's order and cut recomputed without ALS and EASE."""
+    source found (``sources``), the union's order and cut recomputed without the others."""
     from pyspark.sql import functions as F
 
     from recsys_lib import constants as C
@@ -49,7 +52,7 @@ def cheap_candidates(candidates, max_per_user):  # noqa: ANN001, ANN201
             F.col(C.source_score(s)).alias(C.SCORE),
             F.col(C.source_rank(s)).alias(C.RANK),
         )
-        for s in CHEAP_SOURCES
+        for s in sources
     }
     return combine(sources, max_per_user)
 
@@ -99,6 +102,31 @@ def holdout_days(spark, settings, nights):  # noqa: ANN001, ANN201
     return sorted(r[C.DT] for r in days)[-nights:]
 
 
+def night_ranker(settings, night: dt.date):  # noqa: ANN001, ANN201
+    """The ranker night ``night`` trained and registered (when no champion exists yet: the
+    gate kept it back, and the best measured order served)."""
+    import mlflow
+
+    from recsys_lib.models.ranker import Ranker
+    from recsys_lib.models.registry import Champion, client
+    from recsys_lib.runtime.tracking import latest_run
+
+    run_id = latest_run(settings, "train_ranker", night).info.run_id
+    name = settings.ranker.registered_model
+    versions = [
+        v
+        for v in client(settings).search_model_versions(f"name = '{name}'")
+        if v.tags.get("recsys.run_id") == run_id
+    ]
+    if not versions:
+        raise SystemExit(f"night {night} registered no ranker")
+    number = versions[0].version
+    booster = mlflow.lightgbm.load_model(f"models:/{name}/{number}")
+    ranker = Ranker(booster.model_to_string(), tuple(booster.feature_name()))
+    print(f"{night}: no champion; night's own ranker {name}/{number}")
+    return Champion(ranker, f"{name}/{number}", str(number))
+
+
 def measure_day(spark, settings, holdout: dt.date, k: int, thin_max: int) -> pd.DataFrame:  # noqa: ANN001
     """(group, variant, users, ndcg, recall) of one holdout day."""
     from pyspark.sql import functions as F
@@ -127,11 +155,20 @@ def measure_day(spark, settings, holdout: dt.date, k: int, thin_max: int) -> pd.
         .join(candidates.select(C.USER_ID).distinct(), C.USER_ID)
         .cache()
     )
-    champion = load_champion(settings, holdout)
-    if champion is None:
-        raise SystemExit(f"no champion at the end of night {holdout}")
+    champion = load_champion(settings, holdout) or night_ranker(settings, holdout)
+    shares = {
+        r[HISTORY_GROUP]: r["count"]
+        for r in history.join(candidates.select(C.USER_ID).distinct(), C.USER_ID)
+        .groupBy(HISTORY_GROUP)
+        .count()
+        .collect()
+    }
+    # Every variant is a per-user function of the user's candidates: only the evaluated
+    # users' are ranked.
+    candidates = candidates.join(users, C.USER_ID, "left_semi").cache()
     # combine leaves the ALS and EASE columns empty: no row of theirs goes in.
     cheap = cheap_candidates(candidates, None).cache()
+    with_ease = cheap_candidates(candidates, None, (*CHEAP_SOURCES, C.SOURCE_EASE))
     popular = read_partition(spark, settings, POPULAR_ITEMS, as_of)
     lists = (
         baseline_lists(candidates, popular, users, k)
@@ -156,16 +193,31 @@ def measure_day(spark, settings, holdout: dt.date, k: int, thin_max: int) -> pd.
                 k,
             )
         )
+        .unionByName(
+            ranked_lists(
+                spark,
+                settings,
+                as_of,
+                with_ease.filter(F.col(C.UNION_RANK) <= thin_max),
+                champion.ranker,
+                "cheap_ease_ranker",
+                k,
+            )
+        )
+        .unionByName(
+            ranked_lists(
+                spark,
+                settings,
+                as_of,
+                cheap.filter(F.col(C.UNION_RANK) <= 2 * thin_max),
+                champion.ranker,
+                "cheap_ranker_2x",
+                k,
+            )
+        )
         .join(users, C.USER_ID)
         .cache()
     )
-    shares = {
-        r[HISTORY_GROUP]: r["count"]
-        for r in history.join(candidates.select(C.USER_ID).distinct(), C.USER_ID)
-        .groupBy(HISTORY_GROUP)
-        .count()
-        .collect()
-    }
     rows = []
     for group in ("all", *C.HISTORY_GROUPS):
         members = (
@@ -246,6 +298,8 @@ def main() -> int:
         "full",
         "union",
         "cheap_ranker",
+        "cheap_ease_ranker",
+        "cheap_ranker_2x",
         "cheap_union",
         "als",
         "ease",

@@ -299,7 +299,7 @@ class CandidateSettings:
     recall_k: tuple[int, ...]  # cut-offs of the recall evaluation
     max_per_user: int = 100  # the union keeps this many per user, in its own order
     # The cheap path (docs/candidates.md, "Thin histories"): users of these history groups
-    # (constants.HISTORY_GROUPS) get no ALS or EASE candidates and at most thin_max_per_user.
+    # (constants.HISTORY_GROUPS) get no ALS candidates and at most thin_max_per_user.
     thin_groups: tuple[str, ...] = ()
     thin_max_per_user: int = 30
     als_block_mb: int = 256  # one ALS scoring block per task: users at once x items x 8 B

@@ -63,8 +63,8 @@ def checked_groups(groups: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def full_path_users(history: DataFrame, thin_groups: tuple[str, ...]) -> DataFrame:
-    """(user_id) of the users of ``history`` outside ``thin_groups``: those the ALS and EASE
-    sources score."""
+    """(user_id) of the users of ``history`` outside ``thin_groups``: those the ALS source
+    scores."""
     full = history
     if thin_groups:
         full = history.filter(~F.col(HISTORY_GROUP).isin(*checked_groups(thin_groups)))

@@ -4,7 +4,7 @@ A user is active on D when they have an event in the ``candidates.active_days`` 
 on D. Each source proposes at most ``candidates.per_source[source]`` items per user, ranked
 by its own score (ties by item id); users whose history group
 (:mod:`recsys_lib.sources.history`) is one of ``candidates.thin_groups`` take the cheap
-path: no ALS or EASE candidates, and the union cut at ``candidates.thin_max_per_user``:
+path: no ALS candidates, and the union cut at ``candidates.thin_max_per_user``:
 
 - ``als``: the best items of the ALS model (dot product of the factors);
 - ``similar``: neighbours (``recs.similar_items``) of the user's recently viewed items,
@@ -226,7 +226,7 @@ def candidate_sources(
     ease_batch_rows: int = 1024,
 ) -> dict[str, DataFrame]:
     """Each source's (user_id, item_id, score, rank) for the users active on ``run_date``;
-    ALS and EASE only for the users outside ``candidates.thin_groups``.
+    ALS only for the users outside ``candidates.thin_groups``.
 
     ``events``: clean.events of at least the active window; ``portraits``: the day's
     user_portrait; ``similar``, ``together``, ``lists``: the day's recs.similar_items,
@@ -257,5 +257,5 @@ def candidate_sources(
             users, active_portraits, lists, C.LIST_NEW_ARRIVALS, n[C.SOURCE_NEW_ARRIVALS]
         ),
         C.SOURCE_RECENT_VIEWS: recent_views_source(recent, n[C.SOURCE_RECENT_VIEWS]),
-        C.SOURCE_EASE: ease_source(full, ease[1], ease[0], n[C.SOURCE_EASE], ease_batch_rows),
+        C.SOURCE_EASE: ease_source(users, ease[1], ease[0], n[C.SOURCE_EASE], ease_batch_rows),
     }

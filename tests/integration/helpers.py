@@ -162,7 +162,7 @@ def assert_thin_path(
     spark: SparkSession, settings: Settings, day: dt.date, candidates: DataFrame
 ) -> None:
     """Users of ``candidates.thin_groups`` (their history counted from clean.events) have no
-    ALS or EASE candidates and at most ``candidates.thin_max_per_user``."""
+    ALS candidates and at most ``candidates.thin_max_per_user``."""
     from recsys_lib.sources.history import HISTORY_GROUP, user_history
 
     cand = settings.candidates
@@ -176,11 +176,10 @@ def assert_thin_path(
     stats = theirs.agg(
         F.countDistinct(C.USER_ID).alias("users"),
         F.count(C.source_rank(C.SOURCE_ALS)).alias("als"),
-        F.count(C.source_rank(C.SOURCE_EASE)).alias("ease"),
         F.max(C.UNION_RANK).alias("deepest"),
     ).first()
     assert stats["users"] > 0, "no user took the thin path"
-    assert stats["als"] == stats["ease"] == 0
+    assert stats["als"] == 0
     assert stats["deepest"] <= cand.thin_max_per_user
 
 
