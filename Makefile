@@ -62,6 +62,7 @@ bench: bench-profile bench-nightly
 	$(BIN)/python bench/recall.py
 	$(BIN)/recsys benchmark movielens --data ../shared/data/movielens-100k
 	$(BIN)/python bench/ranker_days.py --work bench_work/ranker_days
+	$(BIN)/python bench/history_groups.py --work bench_work/ranker_days
 
 # Where one demo night's time goes, stage by stage (docs/benchmarks.md, "Profile").
 bench-profile: setup

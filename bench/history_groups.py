@@ -133,10 +133,10 @@ def measure_day(spark, settings, holdout: dt.date, k: int, thin_max: int) -> pd.
 
     from recsys_lib import constants as C
     from recsys_lib.dates import window
-    from recsys_lib.evaluation import NDCG, RECALL, day_labels, ranking_metrics
+    from recsys_lib.evaluation import NDCG, RECALL, ranking_metrics
     from recsys_lib.models.registry import load_champion
     from recsys_lib.sources.history import HISTORY_GROUP, user_history
-    from recsys_lib.stages.train_ranker import baseline_lists
+    from recsys_lib.stages.train_ranker import baseline_lists, holdout_users
     from recsys_lib.warehouse.storage import read_partition, read_window
     from recsys_lib.warehouse.tables import CANDIDATES, CLEAN_EVENTS, POPULAR_ITEMS
 
@@ -146,15 +146,7 @@ def measure_day(spark, settings, holdout: dt.date, k: int, thin_max: int) -> pd.
     history = user_history(
         read_window(spark, settings, CLEAN_EVENTS, window(as_of, active)), as_of, active
     ).cache()
-    relevant = day_labels(read_partition(spark, settings, CLEAN_EVENTS, holdout)).select(
-        C.USER_ID, C.ITEM_ID, F.col(C.LABEL).cast("double").alias("relevance")
-    )
-    users = (
-        relevant.select(C.USER_ID)
-        .distinct()
-        .join(candidates.select(C.USER_ID).distinct(), C.USER_ID)
-        .cache()
-    )
+    relevant, users = holdout_users(spark, settings, holdout, candidates)
     champion = load_champion(settings, holdout) or night_ranker(settings, holdout)
     shares = {
         r[HISTORY_GROUP]: r["count"]

@@ -255,6 +255,23 @@ def baseline_lists(
     )
 
 
+def holdout_users(
+    spark: SparkSession, settings: Settings, holdout_day: dt.date, candidates: DataFrame
+) -> tuple[DataFrame, DataFrame]:
+    """(user_id, item_id, relevance) of ``holdout_day``'s events (3 purchase, 2 cart,
+    1 view) and the evaluated users (cached): those with ``candidates`` and an event."""
+    relevant = day_labels(read_partition(spark, settings, CLEAN_EVENTS, holdout_day)).select(
+        C.USER_ID, C.ITEM_ID, F.col(C.LABEL).cast("double").alias("relevance")
+    )
+    users = (
+        relevant.select(C.USER_ID)
+        .distinct()
+        .join(candidates.select(C.USER_ID).distinct(), C.USER_ID)
+        .cache()
+    )
+    return relevant, users
+
+
 def holdout_figures(
     spark: SparkSession,
     settings: Settings,
@@ -269,15 +286,7 @@ def holdout_figures(
     ks = settings.ranker.eval_k
     k = max(ks)
     candidates = read_partition(spark, settings, CANDIDATES, as_of)
-    relevant = day_labels(read_partition(spark, settings, CLEAN_EVENTS, holdout_day)).select(
-        C.USER_ID, C.ITEM_ID, F.col(C.LABEL).cast("double").alias("relevance")
-    )
-    users = (
-        relevant.select(C.USER_ID)
-        .distinct()
-        .join(candidates.select(C.USER_ID).distinct(), C.USER_ID)
-        .cache()
-    )
+    relevant, users = holdout_users(spark, settings, holdout_day, candidates)
     lists = (
         baseline_lists(candidates, read_partition(spark, settings, POPULAR_ITEMS, as_of), users, k)
         .join(users, C.USER_ID)
