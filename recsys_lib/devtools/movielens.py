@@ -385,14 +385,16 @@ def benchmark_settings(settings: Settings) -> Settings:
       sources propose more (ALS and EASE 300, the category lists 150) before the rated
       films are removed, and the union keeps 200 a user (``candidates.max_per_user``: the
       ranker's pool).
-    - The history's days are not real (:func:`as_events`): ALS's time decay is off.
+    - The history's days are not real (:func:`as_events`): ALS's time decay is off, and
+      no user takes the cheap path of thin histories (``candidates.thin_groups``): a day
+      of compressed ratings is not a one-day visit, and the protocol scores every user.
     """
     per_source = dict(settings.candidates.per_source)
     per_source.update(
         {C.SOURCE_ALS: 300, C.SOURCE_EASE: 300, C.SOURCE_POPULAR: 150, C.SOURCE_NEW_ARRIVALS: 50}
     )
     candidates = dataclasses.replace(
-        settings.candidates, per_source=per_source, max_per_user=POOL_PER_USER
+        settings.candidates, per_source=per_source, max_per_user=POOL_PER_USER, thin_groups=()
     )
     return dataclasses.replace(
         settings,
