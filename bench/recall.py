@@ -57,7 +57,8 @@ GENRES = ("unknown", "action", "adventure", "animation", "children", "comedy", "
 
 
 def bench_settings() -> Settings:
-    """The project's settings with every window spanning the whole log."""
+    """The project's settings with every window spanning the whole log, every user on the
+    full path (a source's recall is measured for all users)."""
     days = str(WHOLE_LOG_DAYS)
     environ = {
         "RECSYS__PATHS__JARS_CACHE": str(REPO / ".cache" / "ivy"),
@@ -66,6 +67,7 @@ def bench_settings() -> Settings:
         "RECSYS__BOUGHT_TOGETHER__WINDOW_DAYS": days,
         "RECSYS__EASE__WINDOW_DAYS": days,
         "RECSYS__POPULAR__WINDOW_DAYS": days,
+        "RECSYS__CANDIDATES__THIN_GROUPS": "[]",
         **os.environ,
     }
     return load_settings(conf_dir=REPO / "conf", home=REPO, environ=environ)
