@@ -135,7 +135,7 @@ def measure_day(spark, settings, holdout: dt.date, k: int, thin_max: int) -> pd.
     from recsys_lib.dates import window
     from recsys_lib.evaluation import NDCG, RECALL, ranking_metrics
     from recsys_lib.models.registry import load_champion
-    from recsys_lib.sources.history import HISTORY_GROUP, user_history
+    from recsys_lib.sources.history import user_history
     from recsys_lib.stages.train_ranker import baseline_lists, holdout_users
     from recsys_lib.warehouse.storage import read_partition, read_window
     from recsys_lib.warehouse.tables import CANDIDATES, CLEAN_EVENTS, POPULAR_ITEMS
@@ -149,9 +149,9 @@ def measure_day(spark, settings, holdout: dt.date, k: int, thin_max: int) -> pd.
     relevant, users = holdout_users(spark, settings, holdout, candidates)
     champion = load_champion(settings, holdout) or night_ranker(settings, holdout)
     shares = {
-        r[HISTORY_GROUP]: r["count"]
+        r[C.HISTORY_GROUP]: r["count"]
         for r in history.join(candidates.select(C.USER_ID).distinct(), C.USER_ID)
-        .groupBy(HISTORY_GROUP)
+        .groupBy(C.HISTORY_GROUP)
         .count()
         .collect()
     }
@@ -215,7 +215,7 @@ def measure_day(spark, settings, holdout: dt.date, k: int, thin_max: int) -> pd.
         members = (
             users
             if group == "all"
-            else users.join(history.filter(F.col(HISTORY_GROUP) == group), C.USER_ID, "left_semi")
+            else users.join(history.filter(F.col(C.HISTORY_GROUP) == group), C.USER_ID, "left_semi")
         )
         figures = ranking_metrics(lists, relevant, [k], members)
         values = {(v, m): x for v, m, kk, x in figures if kk in (k, 0)}

@@ -256,6 +256,7 @@ UNION_RANK = "union_rank"
 SOURCE_UNION = "union"
 
 # A user's history in the active window (recsys_lib.sources.history), thinnest first.
+HISTORY_GROUP = "history_group"  # column: the group of a user
 HISTORY_ONE_EVENT = "one_event"  # a single event
 HISTORY_ONE_DAY = "one_day"  # several events, all on one day, no cart or purchase
 HISTORY_DAYS = "several_days"  # events on two or more days, no cart or purchase

@@ -23,7 +23,6 @@ from recsys_lib.dates import window, within
 N_EVENTS = "_events"
 N_DAYS = "_days"
 CARTED = "_carted"
-HISTORY_GROUP = "history_group"
 
 
 def user_history(events: DataFrame, run_date: dt.date, active_days: int) -> DataFrame:
@@ -38,7 +37,7 @@ def user_history(events: DataFrame, run_date: dt.date, active_days: int) -> Data
             F.max(F.col(C.EVENT_TYPE).isin(C.CART, C.PURCHASE)).alias(CARTED),
         )
     )
-    return counted.select(C.USER_ID, history_group().alias(HISTORY_GROUP))
+    return counted.select(C.USER_ID, history_group().alias(C.HISTORY_GROUP))
 
 
 def history_group() -> Column:
@@ -67,7 +66,7 @@ def full_path_users(history: DataFrame, thin_groups: tuple[str, ...]) -> DataFra
     scores."""
     full = history
     if thin_groups:
-        full = history.filter(~F.col(HISTORY_GROUP).isin(*checked_groups(thin_groups)))
+        full = history.filter(~F.col(C.HISTORY_GROUP).isin(*checked_groups(thin_groups)))
     return full.select(C.USER_ID)
 
 
@@ -78,7 +77,7 @@ def cut_thin(
     first ``n`` in the union's order."""
     if not thin_groups:
         return union
-    thin = history.filter(F.col(HISTORY_GROUP).isin(*checked_groups(thin_groups))).select(
+    thin = history.filter(F.col(C.HISTORY_GROUP).isin(*checked_groups(thin_groups))).select(
         C.USER_ID, F.lit(True).alias("_thin")
     )
     kept = union.join(thin, C.USER_ID, "left").filter(

@@ -32,7 +32,7 @@ from recsys_lib.models.als import AlsModel, load_model
 from recsys_lib.runtime import tracking
 from recsys_lib.runtime.spark import concurrently
 from recsys_lib.sources.bought_together import bought_together, skipped_users
-from recsys_lib.sources.history import HISTORY_GROUP, cut_thin, user_history
+from recsys_lib.sources.history import cut_thin, user_history
 from recsys_lib.sources.popularity import popular_items
 from recsys_lib.sources.union import candidate_sources, combine
 from recsys_lib.warehouse import quality
@@ -78,8 +78,8 @@ class Found:
     def path_users(self, thin_groups: tuple[str, ...]) -> dict[str, float]:
         """Active users per history group and per path (full, thin)."""
         counts = {
-            str(r[HISTORY_GROUP]): float(r["count"])
-            for r in self.history.groupBy(HISTORY_GROUP).count().collect()
+            str(r[C.HISTORY_GROUP]): float(r["count"])
+            for r in self.history.groupBy(C.HISTORY_GROUP).count().collect()
         }
         thin = sum(x for g, x in counts.items() if g in thin_groups)
         return {

@@ -163,14 +163,14 @@ def assert_thin_path(
 ) -> None:
     """Users of ``candidates.thin_groups`` (their history counted from clean.events) have no
     ALS candidates and at most ``candidates.thin_max_per_user``."""
-    from recsys_lib.sources.history import HISTORY_GROUP, user_history
+    from recsys_lib.sources.history import user_history
 
     cand = settings.candidates
     if not cand.thin_groups:
         return
     events = read_table(spark, settings, CLEAN_EVENTS).filter(F.col(C.DT) <= day)
     thin = user_history(events, day, cand.active_days).filter(
-        F.col(HISTORY_GROUP).isin(*cand.thin_groups)
+        F.col(C.HISTORY_GROUP).isin(*cand.thin_groups)
     )
     theirs = candidates.join(thin, C.USER_ID, "left_semi")
     stats = theirs.agg(

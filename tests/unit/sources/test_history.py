@@ -9,7 +9,6 @@ import pytest
 from recsys_lib import constants as C
 from recsys_lib.config import ConfigError
 from recsys_lib.sources.history import (
-    HISTORY_GROUP,
     cut_thin,
     full_path_users,
     user_history,
@@ -47,7 +46,7 @@ def test_history_groups_count_events_days_and_carts_in_the_active_window(spark) 
             (31, "gone", 1, C.VIEW),  # not active
         ],
     )
-    got = {r[C.USER_ID]: r[HISTORY_GROUP] for r in user_history(events, DAY, 30).collect()}
+    got = {r[C.USER_ID]: r[C.HISTORY_GROUP] for r in user_history(events, DAY, 30).collect()}
     assert got == {
         "once": C.HISTORY_ONE_EVENT,
         "day": C.HISTORY_ONE_DAY,
