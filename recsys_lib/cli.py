@@ -567,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_subparser(common))
 
     p = sub.add_parser("generate", help="write a generated shop in RetailRocket's formats")
-    p.add_argument("--profile", default="default", help="default | retailrocket")
+    p.add_argument("--profile", default="default", help="default | flat | retailrocket")
     p.add_argument("--scale", type=float, default=1.0, help="retailrocket: 1.0 = the real log")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--days", type=int, default=None)

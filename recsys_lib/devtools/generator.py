@@ -116,7 +116,8 @@ class ShopProfile:
     start: dt.date
     # Category tree: a path (relative to the working directory) of a real tree, or None to
     # generate one with n_roots roots, ~children_per_root children each and grandchildren
-    # under a share of the children.
+    # under a share of the children; children_per_root 0: a flat catalogue (every category
+    # a root and a leaf, as in logs that carry a category id without a hierarchy).
     category_tree: str | None = None
     n_roots: int = 8
     children_per_root: float = 4.0
@@ -195,6 +196,27 @@ PROFILES: dict[str, ShopProfile] = {
     # The demo and the tests: ~4k users, 1.5k items, 4 weeks, ~70k events.
     "default": ShopProfile(
         name="default", n_users=4_000, n_items=1_500, days=28, start=dt.date(2026, 10, 1)
+    ),
+    # A flat catalogue the size of a small real public log (issue 32): ~114 users over ten
+    # days, ~1,100 events a day, 7.5k items in ~1,084 categories without a hierarchy, few
+    # items without a category; sessions wander more than the default shop's.
+    "flat": ShopProfile(
+        name="flat",
+        n_users=114,
+        n_items=7_498,
+        days=10,
+        start=dt.date(2026, 10, 1),
+        n_roots=1_084,
+        children_per_root=0.0,
+        uncategorised_share=0.004,
+        sessions_mean=10.0,
+        sessions_dispersion=2.0,
+        session_views_mean=8.0,
+        session_gap_days=0.8,
+        explore_share=0.3,
+        leaf_focus_share=0.4,
+        n_bots=1,
+        bot_views_mean=300.0,
     ),
     # Calibrated on RetailRocket's published statistics: 1,407,580 visitors, 2,756,101
     # events (96.7 % views, 2.5 % carts, 0.8 % transactions), 235,061 items with events,
@@ -438,6 +460,8 @@ def _read_tree(path: Path) -> _Tree:
 def _generate_tree(shop: ShopProfile, rng: np.random.Generator) -> _Tree:
     n_roots = shop.n_roots
     n_children = 1 + rng.poisson(max(shop.children_per_root - 1, 0), n_roots)
+    if shop.children_per_root <= 0:
+        n_children = np.zeros(n_roots, np.int64)
     child_parent = np.repeat(np.arange(n_roots), n_children)
     has_grand = rng.random(len(child_parent)) < shop.grandchildren_share
     n_grand = np.where(has_grand, 2 + rng.poisson(max(shop.grandchildren_per_child - 2, 0)), 0)

@@ -399,6 +399,18 @@ def test_retailrocket_profile_has_the_published_shape(tmp_path: Path) -> None:
     assert set(pd.read_csv(tmp_path / "items.csv")[C.RR_CATEGORY_ID]) <= leaves
 
 
+def test_flat_profile_has_a_real_flat_catalogues_shape(tmp_path: Path) -> None:
+    summary = generate_shop(tmp_path, "flat")
+    assert (summary.items, summary.categories, summary.days) == (7_498, 1_084, 10)
+    tree = pd.read_csv(tmp_path / "category_tree.csv", dtype="Int64")
+    assert tree[C.RR_PARENT_ID].isna().all()  # every category a root and a leaf
+    used = pd.read_csv(tmp_path / "items.csv")[C.RR_CATEGORY_ID].nunique()
+    assert used > 900  # most categories hold items
+    per_day = sum(summary.events.values()) / summary.days
+    assert 900 < per_day < 1_400 and summary.visitors_with_events <= 115
+    assert 0 < summary.uncategorised_items < 0.01 * summary.items
+
+
 def test_retailrocket_without_the_real_tree_names_the_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -410,7 +422,7 @@ def test_retailrocket_without_the_real_tree_names_the_path(
 
 
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
-    assert {"default", "retailrocket"} <= set(PROFILES)
+    assert {"default", "flat", "retailrocket"} <= set(PROFILES)
     with pytest.raises(ValueError, match="unknown profile"):
         generate_shop(tmp_path, "nope")
     with pytest.raises(ValueError, match="scale"):
