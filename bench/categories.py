@@ -8,13 +8,22 @@ and whether its top genre is any of the movie's genres, each against guessing th
 frequent genre(s). The model's own holdout (among the movies that kept their genre) is
 printed too.
 
-``--shop``: a generated shop (``generate_shop``, profile ``default``): per (user, item, day)
-view / cart / purchase counts from the daily event files, items from ``items.csv`` and the
-generated tree. The items the generator left without a ``categoryid`` property are hidden
-(if it left none, a deterministic 10 % is hidden here) and measured against ``items.csv``.
+``--shop PROFILE[:SCALE]`` (repeatable): a generated shop (``generate_shop``; profiles
+``default`` with its generated tree, ``flat`` with ~1,000 categories and no hierarchy,
+``retailrocket`` with the real RetailRocket tree): per (user, item, day) view / cart /
+purchase counts from the daily event files, items from ``items.csv`` and the shop's tree.
+The items the generator left without a ``categoryid`` property are hidden (if it left
+fewer than 10 %, a deterministic 10 % more is hidden here) and measured against
+``items.csv``. ``--stage-runs N`` also loads the shop's history into a warehouse (ingest,
+clean, aggregate in one pass) and runs the ``items`` stage for its last day N times in the
+same session: the first run is cold, the later ones warm.
+
+Settings come from ``conf/`` (profile ``local``) and any ``RECSYS__...`` variable of the
+environment, e.g. ``RECSYS__COMPLETION__MAX_CLASSES=0`` for the neighbour vote everywhere.
 
     .venv/bin/python bench/categories.py                      # MovieLens only
-    .venv/bin/python bench/categories.py --shop --scale 1.0   # and a generated shop
+    .venv/bin/python bench/categories.py --skip-movielens --shop default \\
+        --shop flat --shop retailrocket:0.02 --stage-runs 3
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ import argparse
 import dataclasses
 import datetime as dt
 import logging
+import os
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +53,7 @@ from recsys_lib.warehouse.tables import CLEAN_ITEMS, USER_ITEM_DAILY
 REPO = Path(__file__).resolve().parents[1]
 
 ML_DEFAULT = REPO.parent / "shared" / "data" / "movielens-100k"
+REAL_TREE = REPO.parent / "shared" / "data" / "retailrocket" / "category_tree.csv.gz"
 ML_HIDDEN_SHARE = 0.2
 SHOP_HIDDEN_SHARE = 0.1
 HIDE_SEED = 1  # not the completion seed: hiding and the model's holdout stay independent
@@ -62,12 +74,13 @@ def timed(step: str) -> Iterator[None]:
     print(f"  {step}: {timings[step]:.1f} s", flush=True)
 
 
-def settings_for(work: Path, window_days: int | None = None) -> Settings:
+def settings_for(
+    work: Path, window_days: int | None = None, extra: dict[str, str] | None = None
+) -> Settings:
+    environ = {k: v for k, v in os.environ.items() if k.startswith("RECSYS__")}
+    environ["RECSYS__PATHS__JARS_CACHE"] = str(REPO / ".cache" / "ivy")
     settings = load_settings(
-        "local",
-        conf_dir=REPO / "conf",
-        home=work,
-        environ={"RECSYS__PATHS__JARS_CACHE": str(REPO / ".cache" / "ivy")},
+        "local", conf_dir=REPO / "conf", home=work, environ={**environ, **(extra or {})}
     )
     if window_days is not None:
         completion = dataclasses.replace(settings.completion, window_days=window_days)
@@ -241,23 +254,24 @@ def movielens(spark: Any, path: Path, work: Path) -> dict[str, float]:
 # --- generated shop ------------------------------------------------------------------------
 
 
-def shop(spark: Any, work: Path, scale: float) -> dict[str, float]:
+def shop(spark: Any, work: Path, profile: str, scale: float) -> dict[str, float]:
     from pyspark.sql import functions as F
 
     from recsys_lib.devtools.generator import generate_shop
     from recsys_lib.io.catalogue import read_category_tree
     from recsys_lib.transforms.catalogue import categories_frame
 
-    out = work / "shop"
-    print(f"generated shop (profile default, scale {scale}) in {out}", flush=True)
-    with timed("shop: generate"):
-        summary = generate_shop(out, "default", scale=scale)
+    out = work / f"shop_{profile}_{scale:g}"
+    print(f"generated shop (profile {profile}, scale {scale:g}) in {out}", flush=True)
+    with timed(f"{profile}: generate"):
+        tree_file = REAL_TREE if profile == "retailrocket" else None
+        summary = generate_shop(out, profile, scale=scale, category_tree=tree_file)
         print(
             f"  {summary.items} items, {summary.categories} categories, "
             f"{sum(summary.events.values())} events over {summary.days} days",
             flush=True,
         )
-    with timed("shop: build frames"):
+    with timed(f"{profile}: build frames"):
         tree = read_category_tree(str(out / "category_tree.csv"))
         categories = categories_frame(spark, tree).cache()
         paths = {
@@ -275,10 +289,10 @@ def shop(spark: Any, work: Path, scale: float) -> dict[str, float]:
             props.loc[props[C.RR_PROPERTY] == C.RR_PROP_CATEGORY, C.RR_ITEM_ID].astype(np.int64)
         )
         hidden = ~np.isin(ids, list(with_category))
-        source = "generator (no categoryid property)"
-        if not hidden.any():
-            hidden = unit_hash(ids, HIDE_SEED) < SHOP_HIDDEN_SHARE
-            source = f"hidden here ({SHOP_HIDDEN_SHARE:.0%} by hash)"
+        source = f"generator ({int(hidden.sum())} without a categoryid property)"
+        if hidden.mean() < SHOP_HIDDEN_SHARE:
+            hidden |= unit_hash(ids, HIDE_SEED) < SHOP_HIDDEN_SHARE
+            source += f" and {SHOP_HIDDEN_SHARE:.0%} by hash"
         run_date = summary.last_day
         category = catalogue[C.RR_CATEGORY_ID].to_numpy(dtype=np.int64)
         items = items_frame(
@@ -324,10 +338,10 @@ def shop(spark: Any, work: Path, scale: float) -> dict[str, float]:
             f"{daily_df.count()} user-item-days",
             flush=True,
         )
-    with timed("shop: complete_categories"):
-        settings = settings_for(work / "shop_home")
+    with timed(f"{profile}: complete_categories"):
+        settings = settings_for(work / f"home_{profile}")
         result = complete_categories(spark, settings, items_df, daily_df, categories, run_date)
-    with timed("shop: measure hidden"):
+    with timed(f"{profile}: measure hidden"):
         truth = pd.DataFrame(
             {
                 C.ITEM_ID: ids[hidden],
@@ -339,7 +353,48 @@ def shop(spark: Any, work: Path, scale: float) -> dict[str, float]:
         values, counts = np.unique(visible_tops, return_counts=True)
         order = [int(v) for v in values[np.lexsort((values, -counts))]]
         figures = measure_hidden(result, truth, order)
+    for frame in (items_df, daily_df, categories):
+        frame.unpersist()
     return {**result.figures, **figures}
+
+
+def stage_runs(work: Path, profile: str, scale: float, runs: int) -> dict[str, float]:
+    """The ``items`` stage of the shop's last day, ``runs`` times in one session, on a
+    warehouse holding the shop's history (ingest, clean, aggregate over every day)."""
+    from recsys_lib.cli import backfill
+    from recsys_lib.constants import HISTORY_STAGES, ITEMS_STAGE
+    from recsys_lib.dates import DayRange
+    from recsys_lib.pipeline import run_stage
+    from recsys_lib.runtime.spark import get_spark
+
+    out = work / f"shop_{profile}_{scale:g}"
+    manifest = pd.read_json(out / "manifest.json", typ="series")
+    first = dt.date.fromisoformat(str(manifest["start"]))
+    last = first + dt.timedelta(days=int(manifest["days"]) - 1)
+    home = work / f"warehouse_{profile}_{scale:g}"
+    settings = settings_for(
+        home,
+        extra={
+            "RECSYS__INPUT__EVENTS_PATH": str(out / "events"),
+            "RECSYS__INPUT__ITEM_PROPERTIES_PATH": str(out / "item_properties.csv"),
+            "RECSYS__INPUT__CATEGORY_TREE_PATH": str(out / "category_tree.csv"),
+        },
+    )
+    with timed(f"{profile}: history ({first} .. {last})"):
+        backfill(settings, HISTORY_STAGES, DayRange(first, last))
+    spark = get_spark(settings)
+    seconds = []
+    for run in range(runs):
+        figures = run_stage(spark, settings, ITEMS_STAGE, last)
+        seconds.append(figures["seconds"])
+        print(
+            f"  items stage run {run + 1}: {figures['seconds']:.1f} s "
+            f"(completion {figures.get('completion.seconds', 0.0):.1f} s, "
+            f"filled {figures.get('completion.filled', 0.0):.0f})",
+            flush=True,
+        )
+    warm = seconds[1:] or seconds
+    return {"stage_first_seconds": seconds[0], "stage_warm_seconds": statistics.median(warm)}
 
 
 # --- report --------------------------------------------------------------------------------
@@ -380,6 +435,11 @@ ROWS = (
         "{:.1f} / {:.1f} / {:.1f}",
     ),
     ("complete_categories s", "seconds", "{:.1f}"),
+    (
+        "items stage s: first / warm median",
+        ("stage_first_seconds", "stage_warm_seconds"),
+        "{:.1f} / {:.1f}",
+    ),
 )
 
 
@@ -404,8 +464,16 @@ def main() -> int:
     )
     parser.add_argument("--movielens", type=Path, default=ML_DEFAULT, help="MovieLens-100k folder")
     parser.add_argument("--skip-movielens", action="store_true")
-    parser.add_argument("--shop", action="store_true", help="also run on a generated shop")
-    parser.add_argument("--scale", type=float, default=1.0, help="generated shop scale")
+    parser.add_argument(
+        "--shop",
+        action="append",
+        default=[],
+        nargs="?",
+        const="default",
+        help="a generated shop, PROFILE[:SCALE] (default | flat | retailrocket); repeatable",
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="scale of a shop without one")
+    parser.add_argument("--stage-runs", type=int, default=0, help="items stage runs per shop")
     parser.add_argument("--work", type=Path, default=REPO / "bench_work" / "categories")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -419,8 +487,13 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
     if not args.skip_movielens:
         results["movielens-100k"] = movielens(spark, args.movielens, work)
-    if args.shop:
-        results[f"shop x{args.scale:g}"] = shop(spark, work, args.scale)
+    for spec in args.shop:
+        profile, _, scale_text = spec.partition(":")
+        scale = float(scale_text) if scale_text else args.scale
+        figures = shop(spark, work, profile, scale)
+        if args.stage_runs:
+            figures.update(stage_runs(work, profile, scale, args.stage_runs))
+        results[f"{profile} x{scale:g}"] = figures
     print()
     print(table(results))
     spark.stop()
