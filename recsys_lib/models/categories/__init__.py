@@ -55,6 +55,7 @@ META_FILE = "category_model.json"
 VARIANT_MODEL = "lightgbm"
 VARIANT_BASELINE = "most_frequent"
 VARIANT_LEAF = "leaf_vote"
+VARIANT_VOTE = "category_vote"  # the neighbour vote, above completion.max_classes
 METRIC_ACCURACY = "accuracy"
 METRIC_FILLED_PRECISION = "filled_precision"
 METRIC_FILLED_COVERAGE = "filled_coverage"

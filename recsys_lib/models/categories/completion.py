@@ -9,9 +9,11 @@ import logging
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -20,11 +22,6 @@ from pyspark.sql import types as T
 from recsys_lib import constants as C
 from recsys_lib.config import CompletionSettings, Settings
 from recsys_lib.dates import window, within
-from recsys_lib.runtime.spark import concurrently
-
-if TYPE_CHECKING:
-    pass
-
 from recsys_lib.models.categories import (
     FILL_IS_LEAF,
     HAS_BEHAVIOUR,
@@ -53,15 +50,16 @@ from recsys_lib.models.categories.features import (
     feature_columns,
     item_behaviour_features,
     item_leaf_votes,
+    item_top_votes,
 )
 from recsys_lib.models.categories.prediction import (
     apply_fill,
     choose_fill,
     predict_top_categories,
 )
-from recsys_lib.models.categories.training import (
-    train_category_model,
-)
+from recsys_lib.models.categories.training import split_parts, train_category_model
+from recsys_lib.models.categories.vote import evaluate_votes, vote_predictions
+from recsys_lib.runtime.spark import concurrently
 
 log = logging.getLogger(__name__)
 
@@ -153,21 +151,8 @@ def complete_categories(
     started = time.perf_counter()
     weights = dict(settings.features.event_weights)
     window = _window(interactions, run_date, cs.window_days)
-    labelled = _catalogue_labelled()
-    tops = sorted(
-        int(r[0]) for r in items.filter(labelled).select(C.TOP_CATEGORY_ID).distinct().collect()
-    )
-    features = item_behaviour_features(window, items, tops, event_weights=weights).join(
-        items.select(
-            C.ITEM_ID,
-            C.TOP_CATEGORY_ID,
-            labelled.alias("_labelled"),
-            F.col(C.CATEGORY_SOURCE).isNull().alias("_missing"),
-        ),
-        C.ITEM_ID,
-    )
-    features = features.cache()
-    counts = features.agg(
+    status = item_status(window, items).cache()
+    counts = status.agg(
         F.count(F.when(F.col("_labelled"), F.lit(1))).alias("labelled"),
         F.count(F.when(F.col("_labelled") & F.col(HAS_BEHAVIOUR), F.lit(1))).alias("train"),
         F.count(F.when(F.col("_missing"), F.lit(1))).alias("missing"),
@@ -175,26 +160,30 @@ def complete_categories(
         F.countDistinct(
             F.when(F.col("_labelled") & F.col(HAS_BEHAVIOUR), F.col(C.TOP_CATEGORY_ID))
         ).alias("classes"),
+        F.countDistinct(F.when(F.col("_labelled"), F.col(C.TOP_CATEGORY_ID))).alias("tops"),
     ).first()
     assert counts is not None
+    n_labelled, n_classes = int(counts["train"]), int(counts["classes"])
+    vote = n_classes > cs.max_classes
     figures: dict[str, float] = {
         "labelled": float(counts["labelled"]),
         "labelled_with_behaviour": float(counts["train"]),
         "uncategorised": float(counts["missing"]),
         "uncategorised_with_behaviour": float(counts["targets"]),
-        "top_categories": float(len(tops)),
+        "top_categories": float(counts["tops"]),
+        "method_vote": float(vote),
         "model_trained": 0.0,
         "model_accepted": 0.0,
         "predicted": 0.0,
         "filled": 0.0,
         "filled_leaf": 0.0,
         "filled_top": 0.0,
-        "features_seconds": time.perf_counter() - started,
     }
     log.info("category completion inputs: %s", figures)
-    n_labelled, n_classes = int(counts["train"]), int(counts["classes"])
     note = ""
-    if n_labelled < cs.min_labelled_items:
+    if not counts["targets"]:
+        note = "no uncategorised item has behaviour in the window: nothing to fill, no model"
+    elif n_labelled < cs.min_labelled_items:
         note = (
             f"only {n_labelled} categorised items with behaviour in the window, below "
             f"completion.min_labelled_items={cs.min_labelled_items}: no model, nothing filled"
@@ -205,46 +194,49 @@ def complete_categories(
         log.warning("category completion: %s", note)
         figures["seconds"] = time.perf_counter() - started
         run_id = _track(settings, run_date, figures, [], None, note, input_versions, weights)
-        features.unpersist()
+        status.unpersist()
         return CompletionResult(items, [], figures, None, run_id, note)
 
-    if n_labelled > cs.max_training_rows:
-        features.unpersist()
-        raise CompletionMemoryError(
-            f"category completion trains on the driver and would collect {n_labelled} "
-            f"categorised items, above completion.max_training_rows={cs.max_training_rows} "
-            f"({len(feature_columns(tops)) + 2} doubles each, "
-            f"~{n_labelled * (len(feature_columns(tops)) + 2) * 8 / 2**20:.0f} MiB). "
-            "Shorten completion.window_days, raise the bound if the driver has the memory, "
-            "or train with a Spark MLlib classifier on the same features."
-        )
-    columns = feature_columns(tops)
-    frame = (
-        features.filter(F.col("_labelled") & F.col(HAS_BEHAVIOUR))
-        .select(C.ITEM_ID, C.TOP_CATEGORY_ID, *columns)
-        .toPandas()
-    )
-    model = train_category_model(frame, columns, cs)
-    del frame
-    figures.update(model.figures)
-    figures["model_trained"] = 1.0
-    evaluation = list(model.evaluation)
+    targets = status.filter(F.col("_missing") & F.col(HAS_BEHAVIOUR)).select(C.ITEM_ID)
+    model: TrainedModel | None = None
+    features: DataFrame | None = None
+    voted: DataFrame | None = None
+    evaluation: TrainedModel | VoteEvaluation
+    if vote:
+        voted, evaluation, holdout = _voted(spark, window, items, status, targets, cs, weights)
+        figures.update(evaluation.figures)
+        accepted = evaluation.accepted
+        figures["train_seconds"] = 0.0
+    else:
+        model, features = _trained(window, items, status, cs, weights, figures)
+        figures.update(model.figures)
+        figures["model_trained"] = 1.0
+        evaluation, holdout, accepted = model, model.holdout, model.accepted
+    # Counting, building the features (or the vote) and collecting them, without the fit.
+    figures["features_seconds"] = time.perf_counter() - started - figures["train_seconds"]
+    evaluation_rows = list(evaluation.evaluation)
 
     predict_started = time.perf_counter()
-    targets = features.filter(F.col("_missing") & F.col(HAS_BEHAVIOUR))
     holdout_ids = spark.createDataFrame(
-        model.holdout[[C.ITEM_ID]].astype("int64"), T.StructType([PREDICTION_SCHEMA[C.ITEM_ID]])
+        holdout[[C.ITEM_ID]].astype("int64"), T.StructType([PREDICTION_SCHEMA[C.ITEM_ID]])
     )
-    vote_targets = targets.select(C.ITEM_ID).unionByName(holdout_ids)
+    vote_targets = targets.unionByName(holdout_ids)
     leaves = best_leaves(
         item_leaf_votes(window, items, categories, vote_targets, event_weights=weights)
     ).cache()
     predictions = fill = None
-    if model.accepted:
+    if accepted:
         figures["model_accepted"] = 1.0
-        predictions = predict_top_categories(
-            targets, model.model_text, model.feature_columns, model.classes
-        ).cache()
+        if voted is not None:
+            predictions = voted.join(targets, C.ITEM_ID, "semi").cache()
+        else:
+            assert model is not None and features is not None
+            predictions = predict_top_categories(
+                features.join(targets, C.ITEM_ID, "semi"),
+                model.model_text,
+                model.feature_columns,
+                model.classes,
+            ).cache()
         fill = choose_fill(predictions, leaves, cs.min_confidence, cs.leaf_min_confidence)
         fill = fill.cache()
 
@@ -261,18 +253,19 @@ def complete_categories(
     # The holdout's leaf evaluation and the fill's counts do not depend on each other.
     leaf_figures, (predicted, filled, filled_leaf) = concurrently(
         [
-            lambda: _leaf_evaluation(spark, model.holdout, leaves, items, categories, cs),
+            lambda: _leaf_evaluation(spark, holdout, leaves, items, categories, cs),
             fill_counts,
         ]
     )
-    evaluation += leaf_figures
-    for variant, metric, _k, value in evaluation:
+    evaluation_rows += leaf_figures
+    for variant, metric, _k, value in evaluation_rows:
         if variant == VARIANT_LEAF:
             figures[f"leaf_{metric}"] = value
 
     if fill is None:
         note = (
-            f"the model does not beat the most-frequent baseline on the holdout (top-1 "
+            f"the {'vote' if vote else 'model'} does not beat the most-frequent baseline "
+            f"on the holdout (top-1 "
             f"{figures['holdout_top1']:.3f} vs {figures['baseline_top1']:.3f}): nothing filled"
         )
         log.warning("category completion: %s", note)
@@ -285,10 +278,121 @@ def complete_categories(
         result_items = apply_fill(items, fill, categories)
     figures["predict_seconds"] = time.perf_counter() - predict_started
     figures["seconds"] = time.perf_counter() - started
-    run_id = _track(settings, run_date, figures, evaluation, model, note, input_versions, weights)
-    features.unpersist()
+    run_id = _track(
+        settings, run_date, figures, evaluation_rows, model, note, input_versions, weights
+    )
+    status.unpersist()
+    if features is not None:
+        features.unpersist()
     log.info("category completion: %s", figures)
-    return CompletionResult(result_items, evaluation, figures, predictions, run_id, note)
+    return CompletionResult(result_items, evaluation_rows, figures, predictions, run_id, note)
+
+
+def item_status(window: DataFrame, items: DataFrame) -> DataFrame:
+    """(item_id, top_category_id, _labelled, _missing, has_behaviour) of every item: whether
+    its category comes from the catalogue, is missing, and it has an event in ``window``."""
+    active = (
+        window.filter(F.col(C.VIEWS) + F.col(C.CARTS) + F.col(C.PURCHASES) > 0)
+        .select(C.ITEM_ID)
+        .distinct()
+        .withColumn(HAS_BEHAVIOUR, F.lit(True))
+    )
+    return (
+        items.select(
+            C.ITEM_ID,
+            C.TOP_CATEGORY_ID,
+            _catalogue_labelled().alias("_labelled"),
+            F.col(C.CATEGORY_SOURCE).isNull().alias("_missing"),
+        )
+        .join(active, C.ITEM_ID, "left")
+        .fillna(False, [HAS_BEHAVIOUR])
+    )
+
+
+def _trained(
+    window: DataFrame,
+    items: DataFrame,
+    status: DataFrame,
+    cs: CompletionSettings,
+    weights: Mapping[str, float],
+    figures: Mapping[str, float],
+) -> tuple[TrainedModel, DataFrame]:
+    """The LightGBM model on the categorised items' behaviour features (one share column per
+    top category), and the features of every item, cached. Raises
+    :class:`CompletionMemoryError` above ``completion.max_training_rows``."""
+    n_labelled = int(figures["labelled_with_behaviour"])
+    tops = sorted(
+        int(r[0])
+        for r in status.filter(F.col("_labelled")).select(C.TOP_CATEGORY_ID).distinct().collect()
+    )
+    columns = feature_columns(tops)
+    if n_labelled > cs.max_training_rows:
+        raise CompletionMemoryError(
+            f"category completion trains on the driver and would collect {n_labelled} "
+            f"categorised items, above completion.max_training_rows={cs.max_training_rows} "
+            f"({len(columns) + 2} doubles each, "
+            f"~{n_labelled * (len(columns) + 2) * 8 / 2**20:.0f} MiB). "
+            "Shorten completion.window_days, raise the bound if the driver has the memory, "
+            "or train with a Spark MLlib classifier on the same features."
+        )
+    features = item_behaviour_features(window, items, tops, event_weights=weights).cache()
+    frame = (
+        features.join(
+            status.filter(F.col("_labelled") & F.col(HAS_BEHAVIOUR)).select(
+                C.ITEM_ID, C.TOP_CATEGORY_ID
+            ),
+            C.ITEM_ID,
+        )
+        .select(C.ITEM_ID, C.TOP_CATEGORY_ID, *columns)
+        .toPandas()
+    )
+    return train_category_model(frame, columns, cs), features
+
+
+@dataclass(frozen=True)
+class VoteEvaluation:
+    """The neighbour vote's holdout rows and figures (the counterpart of a trained model's)."""
+
+    evaluation: list[tuple[str, str, int, float]]
+    figures: dict[str, float]
+
+    @property
+    def accepted(self) -> bool:
+        """Beats the most-frequent baseline at top-1 on a non-empty holdout."""
+        return self.figures["n_holdout"] > 0 and (
+            self.figures["holdout_top1"] > self.figures["baseline_top1"]
+        )
+
+
+def _voted(
+    spark: SparkSession,
+    window: DataFrame,
+    items: DataFrame,
+    status: DataFrame,
+    targets: DataFrame,
+    cs: CompletionSettings,
+    weights: Mapping[str, float],
+) -> tuple[DataFrame, VoteEvaluation, pd.DataFrame]:
+    """The vote for the targets and the held-out categorised items (cached), its holdout
+    evaluation, and the holdout's predictions."""
+    labelled = (
+        status.filter(F.col("_labelled") & F.col(HAS_BEHAVIOUR))
+        .select(C.ITEM_ID, C.TOP_CATEGORY_ID)
+        .toPandas()
+        .sort_values(C.ITEM_ID, kind="stable")
+        .reset_index(drop=True)
+    )
+    in_holdout = split_parts(labelled[C.ITEM_ID].to_numpy(np.int64), cs.holdout_share, cs.seed)
+    in_holdout = in_holdout == "holdout"
+    held = spark.createDataFrame(
+        labelled.loc[in_holdout, [C.ITEM_ID]].astype("int64"),
+        T.StructType([PREDICTION_SCHEMA[C.ITEM_ID]]),
+    )
+    wanted = targets.unionByName(held)
+    voted = vote_predictions(item_top_votes(window, items, wanted, event_weights=weights)).cache()
+    predicted = voted.join(held, C.ITEM_ID, "semi").toPandas()
+    rows, figures, holdout = evaluate_votes(labelled, in_holdout, predicted, cs)
+    return voted, VoteEvaluation(rows, figures), holdout
 
 
 def _track(

@@ -208,12 +208,8 @@ def item_leaf_votes(
     event_weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS,
 ) -> DataFrame:
     """(item_id, top_category_id, leaf_id, vote): the catalogue leaves (below the top level)
-    of the items co-occurring with each item of ``targets`` (item_id; all items if None).
-
-    Per user-day, each leaf's share of the weight of the other items with a catalogue leaf
-    (the item's own weight out), summed over the item's user-days. Rows are only built for
-    the targets, so the work is their rows times the distinct leaves of their user-days.
-    """
+    of the items co-occurring with each item of ``targets`` (item_id; all items if None),
+    as :func:`co_occurrence_votes` counts them."""
     leaves = (
         items.filter(F.col(C.CATEGORY_SOURCE) == F.lit(C.SOURCE_CATALOGUE))
         .select(C.ITEM_ID, C.CATEGORY_ID)
@@ -227,15 +223,50 @@ def item_leaf_votes(
         )
         .select(C.ITEM_ID, F.col(C.CATEGORY_ID).alias(OWN_LEAF), C.TOP_CATEGORY_ID)
     )
+    return co_occurrence_votes(interactions, leaves, targets, event_weights=event_weights)
+
+
+def item_top_votes(
+    interactions: DataFrame,
+    items: DataFrame,
+    targets: DataFrame | None = None,
+    *,
+    event_weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS,
+) -> DataFrame:
+    """(item_id, top_category_id, leaf_id, vote): the catalogue top categories of the items
+    co-occurring with each item of ``targets``, as :func:`co_occurrence_votes` counts them
+    (``leaf_id`` is the top category itself). No column per category: the rows are long."""
+    tops = items.filter(_catalogue_labelled()).select(
+        C.ITEM_ID, F.col(C.TOP_CATEGORY_ID).alias(OWN_LEAF), C.TOP_CATEGORY_ID
+    )
+    return co_occurrence_votes(interactions, tops, targets, event_weights=event_weights)
+
+
+def co_occurrence_votes(
+    interactions: DataFrame,
+    labels: DataFrame,
+    targets: DataFrame | None = None,
+    *,
+    event_weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS,
+) -> DataFrame:
+    """(item_id, top_category_id, leaf_id, vote): for each item of ``targets`` (item_id;
+    all items if None), the votes of the ``labels`` (item_id, ``_own_leaf``,
+    top_category_id) of the items it co-occurs with.
+
+    Per user-day, each label's share of the weight of the other labelled items (the item's
+    own weight out), summed over the item's user-days: an item never votes for itself. Rows
+    are only built for the targets, so the work is their rows times the distinct labels of
+    their user-days.
+    """
     rows = _weighted(interactions, event_weights).select(C.DT, C.USER_ID, C.ITEM_ID, WEIGHT)
-    with_leaf = rows.join(leaves, C.ITEM_ID)
+    with_leaf = rows.join(labels, C.ITEM_ID)
     per_leaf = with_leaf.groupBy(C.DT, C.USER_ID, OWN_LEAF, C.TOP_CATEGORY_ID).agg(
         F.sum(WEIGHT).alias("_leaf_weight")
     )
     per_day = per_leaf.groupBy(C.DT, C.USER_ID).agg(F.sum("_leaf_weight").alias("_day_leaves"))
     wanted = rows if targets is None else rows.join(targets.select(C.ITEM_ID), C.ITEM_ID, "semi")
     wanted = wanted.join(
-        leaves.select(C.ITEM_ID, F.col(OWN_LEAF).alias("_target_leaf")), C.ITEM_ID, "left"
+        labels.select(C.ITEM_ID, F.col(OWN_LEAF).alias("_target_leaf")), C.ITEM_ID, "left"
     )
     own = F.when(F.col("_target_leaf").isNotNull(), F.col(WEIGHT)).otherwise(F.lit(0.0))
     own_here = F.when(F.col("_target_leaf") == F.col(OWN_LEAF), F.col(WEIGHT)).otherwise(F.lit(0.0))

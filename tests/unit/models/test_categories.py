@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.models.categories import (
@@ -15,6 +16,8 @@ from recsys_lib.models.categories import (
     LEAF_SHARE,
     PREDICTED_TOP,
     PROBABILITY,
+    TOP_K_CATEGORIES,
+    TOP_K_PROBABILITIES,
     VOTE,
     CompletionMemoryError,
 )
@@ -23,6 +26,7 @@ from recsys_lib.models.categories.features import (
     best_leaves,
     item_behaviour_features,
     item_leaf_votes,
+    item_top_votes,
 )
 from recsys_lib.models.categories.prediction import choose_fill
 from recsys_lib.models.categories.training import (
@@ -30,6 +34,7 @@ from recsys_lib.models.categories.training import (
     split_parts,
     top_k_accuracy,
 )
+from recsys_lib.models.categories.vote import vote_predictions
 from recsys_lib.warehouse.tables import CLEAN_ITEMS, USER_ITEM_DAILY
 from tests.conftest import make_settings
 
@@ -140,6 +145,24 @@ def test_leaf_votes_exclude_the_own_leaf(tiny) -> None:
         for r in best_leaves(votes).collect()
     }
     assert best[(3, 10)] == (11, 1.0)
+
+
+def test_top_votes_exclude_the_own_label_and_rank_by_share(tiny) -> None:
+    items, interactions, _ = tiny
+    votes = item_top_votes(interactions, items)
+    got = {(r[C.ITEM_ID], r[C.TOP_CATEGORY_ID]): r[VOTE] for r in votes.collect()}
+    # Item 3 (no label): day a holds item 1 (top 10, weight 1) and item 2 (top 20, weight 5).
+    assert got[(3, 10)] == pytest.approx(1 / 6) and got[(3, 20)] == pytest.approx(5 / 6)
+    # Item 1 (top 10) never votes for itself: day a gives 20 its whole vote, day b (item 4,
+    # top 10) gives 10 its whole vote.
+    assert got[(1, 20)] == 1.0 and got[(1, 10)] == 1.0
+    predicted = {r[C.ITEM_ID]: r for r in vote_predictions(votes).collect()}
+    assert predicted[3][PREDICTED_TOP] == 20 and predicted[3][PROBABILITY] == pytest.approx(5 / 6)
+    assert predicted[3][TOP_K_CATEGORIES] == [20, 10]
+    assert predicted[3][TOP_K_PROBABILITIES] == pytest.approx([5 / 6, 1 / 6])
+    # A tie goes to the smaller id, at half the votes each.
+    assert (predicted[1][PREDICTED_TOP], predicted[1][PROBABILITY]) == (10, 0.5)
+    assert 5 not in predicted  # no behaviour, no vote
 
 
 def test_choose_fill_thresholds(spark) -> None:
@@ -321,6 +344,72 @@ def test_run_is_tracked(completed, home) -> None:
     assert run.data.params["completion.min_confidence"] == "0.5"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(completed.run_id, "model")}
     assert artifacts == {"model/category_model.txt", "model/category_model.json"}
+
+
+def with_completion(home: Path, **changes):
+    settings = make_settings(home)
+    return dataclasses.replace(
+        settings, completion=dataclasses.replace(settings.completion, **changes)
+    )
+
+
+@pytest.fixture(scope="module")
+def voted(spark, shop, home):
+    items, interactions, categories, _ = shop
+    settings = with_completion(home, max_classes=2)  # the planted shop has 3 top categories
+    return complete_categories(spark, settings, items, interactions, categories, RUN_DATE)
+
+
+def test_many_classes_take_the_vote_and_it_fills_like_the_model(shop, voted, completed) -> None:
+    items, _, _, truth = shop
+    figures = voted.figures
+    assert figures["method_vote"] == 1.0 and figures["model_trained"] == 0.0
+    assert figures["model_accepted"] == 1.0
+    # The same holdout as the model's, against the same baseline.
+    assert figures["n_holdout"] == completed.figures["n_holdout"]
+    assert figures["baseline_top1"] == completed.figures["baseline_top1"]
+    assert figures["holdout_top1"] >= 0.85 > figures["baseline_top1"] + 0.3
+    rows = {(v, m, k): value for v, m, k, value in voted.evaluation}
+    assert rows[("category_vote", "accuracy", 1)] == figures["holdout_top1"]
+    assert ("lightgbm", "accuracy", 1) not in rows and ("leaf_vote", "accuracy", 1) in rows
+    before, after = by_id(items), by_id(voted.items)
+    index = {name: i for i, name in enumerate(items.columns)}
+    for item, row in before.items():
+        if row[index[C.CATEGORY_SOURCE]] is not None:
+            assert after[item] == row
+    filled = [r for r in after.values() if r[index[C.CATEGORY_SOURCE]] == C.SOURCE_PREDICTED]
+    assert len(filled) == figures["filled"] >= 0.8 * len(truth) / HIDDEN_EVERY
+    right = sum(r[index[C.TOP_CATEGORY_ID]] == truth[r[index[C.ITEM_ID]]][0] for r in filled)
+    assert right >= 0.9 * len(filled)
+    assert all(r[index[C.CATEGORY_CONFIDENCE]] >= 0.5 for r in filled)
+
+
+def test_the_vote_logs_no_model(voted, home) -> None:
+    import mlflow
+
+    from recsys_lib.runtime.tracking import use_experiment
+
+    use_experiment(make_settings(home))
+    run = mlflow.get_run(voted.run_id)
+    assert run.data.metrics["category_vote.accuracy.1"] == voted.figures["holdout_top1"]
+    assert run.data.metrics["method_vote"] == 1.0
+    assert run.data.params["completion.max_classes"] == "2"
+    assert mlflow.MlflowClient().list_artifacts(voted.run_id, "model") == []
+
+
+def test_nothing_to_fill_trains_nothing(spark, shop, home) -> None:
+    items, interactions, categories, _ = shop
+    # Every uncategorised item but the one without behaviour leaves the catalogue.
+    catalogued = items.filter(
+        F.col(C.CATEGORY_SOURCE).isNotNull() | (F.col(C.ITEM_ID) == NO_BEHAVIOUR_ITEM)
+    )
+    result = complete_categories(
+        spark, make_settings(home), catalogued, interactions, categories, RUN_DATE
+    )
+    assert result.figures["model_trained"] == 0.0 and result.figures["filled"] == 0.0
+    assert result.figures["uncategorised"] == 1.0
+    assert "no uncategorised item has behaviour" in result.note and result.evaluation == []
+    assert by_id(result.items) == by_id(catalogued)
 
 
 def test_too_few_labels_trains_nothing(spark, shop, home) -> None:
