@@ -400,6 +400,7 @@ def stage_runs(work: Path, profile: str, scale: float, runs: int) -> dict[str, f
 # --- report --------------------------------------------------------------------------------
 
 ROWS = (
+    ("method: 1 = neighbour vote, 0 = LightGBM", "method_vote", "{:.0f}"),
     ("labelled with behaviour", "labelled_with_behaviour", "{:.0f}"),
     ("classes (top level)", "n_classes", "{:.0f}"),
     ("holdout items", "n_holdout", "{:.0f}"),

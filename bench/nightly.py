@@ -11,8 +11,10 @@ scale's times as a ratio of the smallest scale's. ``--baseline`` adds the same n
 warm in-process session (``recsys run all``): what the per-task JVM starts cost.
 ``--reuse`` skips generating and loading a scale whose history an earlier run of this
 script completed in the same ``--work`` folder (the night is then a rerun of the run date);
-``--stages`` runs only those nightly stages. ``--event-log DIR`` keeps each task's Spark
-event log there, for ``bench/eventlog.py`` (where a stage's time went).
+``--stages`` runs only those nightly stages; ``--driver-memory`` sets each task's
+``spark.driver.memory`` (10g: in local mode the driver's heap holds the executors' work
+too). ``--event-log DIR`` keeps each task's Spark event log there, for ``bench/eventlog.py``
+(where a stage's time went).
 
     .venv/bin/python bench/nightly.py --scales 0.25,0.5,1.0 --work bench_work
     .venv/bin/python bench/nightly.py --scales 0.25 --reuse --stages candidates
@@ -71,7 +73,9 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return time.perf_counter() - started, peak
 
 
-def scale_env(work: Path, event_log: Path | None = None) -> dict[str, str]:
+def scale_env(
+    work: Path, event_log: Path | None = None, driver_memory: str = "10g"
+) -> dict[str, str]:
     event_logging = (
         {
             "RECSYS__SPARK__CONF__spark.eventLog.enabled": "true",
@@ -90,7 +94,7 @@ def scale_env(work: Path, event_log: Path | None = None) -> dict[str, str]:
         "RECSYS__INPUT__EVENTS_PATH": str(work / "shop" / "events"),
         "RECSYS__INPUT__ITEM_PROPERTIES_PATH": str(work / "shop" / "item_properties.csv"),
         "RECSYS__INPUT__CATEGORY_TREE_PATH": str(work / "shop" / "category_tree.csv"),
-        "RECSYS__SPARK__DRIVER_MEMORY": "10g",
+        "RECSYS__SPARK__DRIVER_MEMORY": driver_memory,
         # Unless set, the tiered JIT of the base config, not the demo's C1-only
         # (conf/local.yaml): a task here runs for minutes, and C2's code pays
         # (docs/benchmarks.md).
@@ -132,7 +136,7 @@ def bench_scale(
     event_log = options.event_log / f"rr_{scale}" if options.event_log else None
     if event_log:
         event_log.mkdir(parents=True, exist_ok=True)
-    env = scale_env(work, event_log)
+    env = scale_env(work, event_log, options.driver_memory)
     steps: dict[str, float] = {}
     print(f"\n## retailrocket profile, scale {scale} ({work})")
     print(f"  {'step':<28} {'wall s':>8} {'peak MiB':>9}")
@@ -193,6 +197,7 @@ def main() -> int:
         "--stages", default=",".join(NIGHTLY_STAGES), help="nightly stages to run, in order"
     )
     parser.add_argument("--event-log", type=Path, help="keep Spark event logs in this folder")
+    parser.add_argument("--driver-memory", default="10g", help="each task's spark.driver.memory")
     args = parser.parse_args()
     stages = args.stages.split(",")
     unknown = sorted(set(stages) - set(NIGHTLY_STAGES))
