@@ -56,7 +56,7 @@ test-pure: $(INSTALLED)
 
 # Prints figures, asserts nothing; results go to docs/benchmarks.md with the machine.
 bench: bench-profile bench-nightly
-	$(BIN)/python bench/categories.py --shop --scale 1.0
+	$(BIN)/python bench/categories.py --shop default --shop flat --shop retailrocket:0.01 --stage-runs 3
 	$(BIN)/python bench/als.py
 	$(BIN)/python bench/als.py --warehouse bench_work/rr_1.0/warehouse --date 2015-09-18 --repeat 1
 	$(BIN)/python bench/recall.py
