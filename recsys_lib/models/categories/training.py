@@ -77,6 +77,19 @@ def most_frequent_accuracy(train_labels: np.ndarray, labels: np.ndarray, k: int)
     return float(np.isin(labels, best).mean())
 
 
+def evaluation_rows(variant: str, figures: dict[str, float]) -> list[tuple[str, str, int, float]]:
+    """(variant, metric, k, value) rows of a holdout's figures: ``variant``'s top-1 / top-3
+    accuracy and fill coverage / precision, and the most-frequent baseline's accuracy."""
+    return [
+        (variant, METRIC_ACCURACY, 1, figures["holdout_top1"]),
+        (variant, METRIC_ACCURACY, 3, figures["holdout_top3"]),
+        (VARIANT_BASELINE, METRIC_ACCURACY, 1, figures["baseline_top1"]),
+        (VARIANT_BASELINE, METRIC_ACCURACY, 3, figures["baseline_top3"]),
+        (variant, METRIC_FILLED_COVERAGE, 1, figures["holdout_filled_coverage"]),
+        (variant, METRIC_FILLED_PRECISION, 1, figures["holdout_filled_precision"]),
+    ]
+
+
 def _params(cs: CompletionSettings, n_classes: int, num_threads: int) -> dict[str, Any]:
     return {
         "objective": "multiclass",
@@ -178,14 +191,7 @@ def train_category_model(
             float((predicted[above] == y_holdout[above]).mean()) if above.any() else 0.0
         ),
     }
-    evaluation = [
-        (VARIANT_MODEL, METRIC_ACCURACY, 1, figures["holdout_top1"]),
-        (VARIANT_MODEL, METRIC_ACCURACY, 3, figures["holdout_top3"]),
-        (VARIANT_BASELINE, METRIC_ACCURACY, 1, figures["baseline_top1"]),
-        (VARIANT_BASELINE, METRIC_ACCURACY, 3, figures["baseline_top3"]),
-        (VARIANT_MODEL, METRIC_FILLED_COVERAGE, 1, figures["holdout_filled_coverage"]),
-        (VARIANT_MODEL, METRIC_FILLED_PRECISION, 1, figures["holdout_filled_precision"]),
-    ]
+    evaluation = evaluation_rows(VARIANT_MODEL, figures)
     # The model that fills sees every categorised item, for as many rounds as early stopping
     # found best on the validation part.
     final = fit_booster(x, y, len(classes), cs, num_boost_round=best, num_threads=num_threads)

@@ -20,18 +20,14 @@ from recsys_lib import constants as C
 from recsys_lib.config import CompletionSettings
 from recsys_lib.models.categories import (
     FEATURE_DECIMALS,
-    METRIC_ACCURACY,
-    METRIC_FILLED_COVERAGE,
-    METRIC_FILLED_PRECISION,
     PREDICTED_TOP,
     PROBABILITY,
     TOP_K_CATEGORIES,
     TOP_K_PROBABILITIES,
-    VARIANT_BASELINE,
     VARIANT_VOTE,
     VOTE,
 )
-from recsys_lib.models.categories.training import most_frequent_accuracy
+from recsys_lib.models.categories.training import evaluation_rows, most_frequent_accuracy
 from recsys_lib.transforms.top_n import top_n_per
 
 SHARE = "_share"
@@ -94,13 +90,6 @@ def evaluate_votes(
         "holdout_filled_coverage": float(above.mean()) if n else 0.0,
         "holdout_filled_precision": float(right[above].mean()) if above.any() else 0.0,
     }
-    evaluation = [
-        (VARIANT_VOTE, METRIC_ACCURACY, 1, figures["holdout_top1"]),
-        (VARIANT_VOTE, METRIC_ACCURACY, 3, figures["holdout_top3"]),
-        (VARIANT_BASELINE, METRIC_ACCURACY, 1, figures["baseline_top1"]),
-        (VARIANT_BASELINE, METRIC_ACCURACY, 3, figures["baseline_top3"]),
-        (VARIANT_VOTE, METRIC_FILLED_COVERAGE, 1, figures["holdout_filled_coverage"]),
-        (VARIANT_VOTE, METRIC_FILLED_PRECISION, 1, figures["holdout_filled_precision"]),
-    ]
+    evaluation = evaluation_rows(VARIANT_VOTE, figures)
     holdout = both.loc[voted, [C.ITEM_ID, C.TOP_CATEGORY_ID, PREDICTED_TOP, PROBABILITY]]
     return evaluation, figures, holdout.astype({PREDICTED_TOP: "int64"})
