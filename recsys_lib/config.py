@@ -326,7 +326,7 @@ class CompletionSettings:
     min_labelled_items: int
     max_training_rows: int
     seed: int
-    max_classes: int = 100  # more top categories with behaviour: the neighbour vote
+    max_classes: int = 50  # more top categories with behaviour: the neighbour vote
 
 
 @dataclass(frozen=True)
