@@ -127,6 +127,12 @@ PREDICTION_SCHEMA = T.StructType(
 )
 
 
+def beats_baseline(figures: Mapping[str, float]) -> bool:
+    """A holdout's figures beat the most-frequent baseline at top-1, on a non-empty holdout:
+    the bar a model or the vote must pass to fill anything."""
+    return figures["n_holdout"] > 0 and figures["holdout_top1"] > figures["baseline_top1"]
+
+
 class CompletionMemoryError(MemoryError):
     """More categorised items than the single-node training step accepts."""
 
@@ -163,10 +169,7 @@ class TrainedModel:
 
     @property
     def accepted(self) -> bool:
-        """Beats the most-frequent baseline at top-1 on a non-empty holdout."""
-        return self.figures["n_holdout"] > 0 and (
-            self.figures["holdout_top1"] > self.figures["baseline_top1"]
-        )
+        return beats_baseline(self.figures)
 
     @property
     def version(self) -> str:

@@ -43,6 +43,7 @@ from recsys_lib.models.categories import (
     CompletionMemoryError,
     CompletionResult,
     TrainedModel,
+    beats_baseline,
 )
 from recsys_lib.models.categories.features import (
     _catalogue_labelled,
@@ -358,10 +359,7 @@ class VoteEvaluation:
 
     @property
     def accepted(self) -> bool:
-        """Beats the most-frequent baseline at top-1 on a non-empty holdout."""
-        return self.figures["n_holdout"] > 0 and (
-            self.figures["holdout_top1"] > self.figures["baseline_top1"]
-        )
+        return beats_baseline(self.figures)
 
 
 def _voted(
