@@ -115,6 +115,8 @@ TOP_K_PROBABILITIES = "top_k_probabilities"
 FILL_CATEGORY = "fill_category_id"
 FILL_CONFIDENCE = "fill_confidence"
 FILL_IS_LEAF = "fill_is_leaf"
+# The neighbour vote's fill threshold is set on at least this many held-out items.
+VOTE_MIN_SUPPORT = 10
 
 PREDICTION_SCHEMA = T.StructType(
     [

@@ -238,7 +238,9 @@ def complete_categories(
                 model.feature_columns,
                 model.classes,
             ).cache()
-        fill = choose_fill(predictions, leaves, cs.min_confidence, cs.leaf_min_confidence)
+        # The vote's shares are not probabilities: its threshold was set on the holdout.
+        top_threshold = figures["vote_threshold"] if vote else cs.min_confidence
+        fill = choose_fill(predictions, leaves, top_threshold, cs.leaf_min_confidence)
         fill = fill.cache()
 
     def fill_counts() -> tuple[float, float, float]:

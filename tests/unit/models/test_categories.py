@@ -34,7 +34,7 @@ from recsys_lib.models.categories.training import (
     split_parts,
     top_k_accuracy,
 )
-from recsys_lib.models.categories.vote import vote_predictions
+from recsys_lib.models.categories.vote import NO_FILL, vote_predictions, vote_threshold
 from recsys_lib.warehouse.tables import CLEAN_ITEMS, USER_ITEM_DAILY
 from tests.conftest import make_settings
 
@@ -381,7 +381,27 @@ def test_many_classes_take_the_vote_and_it_fills_like_the_model(shop, voted, com
     assert len(filled) == figures["filled"] >= 0.8 * len(truth) / HIDDEN_EVERY
     right = sum(r[index[C.TOP_CATEGORY_ID]] == truth[r[index[C.ITEM_ID]]][0] for r in filled)
     assert right >= 0.9 * len(filled)
-    assert all(r[index[C.CATEGORY_CONFIDENCE]] >= 0.5 for r in filled)
+    # A top category at the share the holdout set, a leaf at leaf_min_confidence (0.5).
+    floor = min(figures["vote_threshold"], 0.5)
+    assert all(r[index[C.CATEGORY_CONFIDENCE]] >= floor for r in filled)
+    assert figures["holdout_filled_precision"] >= 0.5
+
+
+def test_the_vote_threshold_is_set_where_the_holdout_is_right_often_enough() -> None:
+    shares = np.array([0.9, 0.4, 0.3, 0.2])
+    right = np.array([True, True, False, False])
+    assert vote_threshold(shares, right, 0.7, min_support=2) == 0.4
+    assert vote_threshold(shares, right, 0.6, min_support=2) == 0.3
+    assert vote_threshold(shares, right, 0.5, min_support=2) == 0.2
+    # Too few held-out votes to set it: the share is read as a probability.
+    assert vote_threshold(shares, right, 0.7, min_support=5) == 0.7
+    # Never right often enough, or only below the support: nothing is filled.
+    assert vote_threshold(shares, ~right, 0.6, min_support=2) == NO_FILL > 1.0
+    assert vote_threshold(shares, right, 0.9, min_support=3) == NO_FILL
+    # Equal shares fill together: no cut between them.
+    tied = np.array([0.5, 0.5, 0.5, 0.1])
+    assert vote_threshold(tied, np.array([True, False, False, False]), 0.5, min_support=1) == NO_FILL
+    assert vote_threshold(tied, np.array([True, True, False, False]), 0.6, min_support=1) == 0.5
 
 
 def test_the_vote_logs_no_model(voted, home) -> None:
