@@ -400,8 +400,9 @@ def test_the_vote_threshold_is_set_where_the_holdout_is_right_often_enough() -> 
     assert vote_threshold(shares, right, 0.9, min_support=3) == NO_FILL
     # Equal shares fill together: no cut between them.
     tied = np.array([0.5, 0.5, 0.5, 0.1])
-    assert vote_threshold(tied, np.array([True, False, False, False]), 0.5, min_support=1) == NO_FILL
-    assert vote_threshold(tied, np.array([True, True, False, False]), 0.6, min_support=1) == 0.5
+    once, twice = np.array([True, False, False, False]), np.array([True, True, False, False])
+    assert vote_threshold(tied, once, 0.5, min_support=1) == NO_FILL
+    assert vote_threshold(tied, twice, 0.6, min_support=1) == 0.5
 
 
 def test_the_vote_logs_no_model(voted, home) -> None:
