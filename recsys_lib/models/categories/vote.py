@@ -8,8 +8,8 @@ work is the targets' user-days times the categories in them, whatever the number
 It is measured on the same hashed holdout as the LightGBM model, against the same
 most-frequent baseline, and fills under the same rules but one: a share is not a
 probability, so the share a top category needs to be filled is set on the holdout
-(:func:`vote_threshold`), where the fills are right at least ``completion.min_confidence``
-of the time.
+(:func:`vote_threshold`: where an isotonic fit of rightness on share reaches
+``completion.min_confidence``).
 """
 
 from __future__ import annotations
@@ -60,27 +60,47 @@ def vote_predictions(votes: DataFrame, k: int = 3) -> DataFrame:
     )
 
 
+def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The non-decreasing fit of ``values`` (in their order) closest in weighted squares:
+    pool adjacent violators. Example: (0, 1, 0, 1) with unit weights gives (0, .5, .5, 1)."""
+    means: list[float] = []
+    sums: list[float] = []
+    sizes: list[int] = []
+    for value, weight in zip(values, weights, strict=True):
+        means.append(float(value))
+        sums.append(float(weight))
+        sizes.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:
+            total = sums[-2] + sums[-1]
+            means[-2] = (means[-2] * sums[-2] + means[-1] * sums[-1]) / total
+            sums[-2] = total
+            sizes[-2] += sizes[-1]
+            del means[-1], sums[-1], sizes[-1]
+    return np.repeat(np.asarray(means, dtype=np.float64), sizes)
+
+
 def vote_threshold(
-    shares: np.ndarray, right: np.ndarray, precision: float, min_support: int = VOTE_MIN_SUPPORT
+    shares: np.ndarray, right: np.ndarray, probability: float, min_support: int = VOTE_MIN_SUPPORT
 ) -> float:
-    """The smallest vote share whose held-out items at or above it are right at least
-    ``precision`` of the time, counting at least ``min_support`` of them; ``precision``
-    itself when fewer than ``min_support`` held-out items have a vote (too few to set it);
-    :data:`NO_FILL` (above every share: fill nothing) when no share reaches it.
+    """The smallest vote share at which a held-out item's top category is right with at least
+    ``probability``, by the isotonic fit of rightness on share (the vote's shares made
+    probabilities), with at least ``min_support`` held-out items at or above it;
+    ``probability`` itself when fewer than ``min_support`` held-out items have a vote (too
+    few to fit); :data:`NO_FILL` (above every share: fill nothing) when no share reaches it.
 
     ``shares``: the held-out items' top vote shares; ``right``: whether that top was right.
-    Example: shares (0.9, 0.4, 0.3, 0.2), right (yes, yes, no, no), precision 0.7 and
-    ``min_support`` 2 give 0.4 (two of two right); 0.3 would give two of three.
+    Example: shares (0.9, 0.8, 0.5, 0.4, 0.3) right (yes, no, yes, no, no) fit as (1, .5, .5,
+    0, 0): at probability 0.5 the threshold is 0.5; at 0.6 it is 0.9, or nothing to fill
+    when ``min_support`` is 2.
     """
     if len(shares) < min_support:
-        return float(precision)
-    order = np.argsort(-shares, kind="stable")
-    ranked, hits = shares[order], np.cumsum(right[order])
-    n = np.arange(1, len(ranked) + 1)
-    # A cut can only fall between distinct shares: items of equal share fill together.
-    last_of_share = np.append(ranked[1:] != ranked[:-1], True)
-    ok = last_of_share & (n >= min_support) & (hits >= precision * n)
-    return float(ranked[ok].min()) if ok.any() else NO_FILL
+        return float(probability)
+    distinct, index, counts = np.unique(shares, return_inverse=True, return_counts=True)
+    hits = np.bincount(index, weights=right.astype(np.float64), minlength=len(distinct))
+    fitted = isotonic(hits / counts, counts.astype(np.float64))
+    at_or_above = np.cumsum(counts[::-1])[::-1]
+    ok = (fitted >= probability) & (at_or_above >= min_support)
+    return float(distinct[ok].min()) if ok.any() else NO_FILL
 
 
 def evaluate_votes(

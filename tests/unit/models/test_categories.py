@@ -34,7 +34,12 @@ from recsys_lib.models.categories.training import (
     split_parts,
     top_k_accuracy,
 )
-from recsys_lib.models.categories.vote import NO_FILL, vote_predictions, vote_threshold
+from recsys_lib.models.categories.vote import (
+    NO_FILL,
+    isotonic,
+    vote_predictions,
+    vote_threshold,
+)
 from recsys_lib.warehouse.tables import CLEAN_ITEMS, USER_ITEM_DAILY
 from tests.conftest import make_settings
 
@@ -388,17 +393,19 @@ def test_many_classes_take_the_vote_and_it_fills_like_the_model(shop, voted, com
 
 
 def test_the_vote_threshold_is_set_where_the_holdout_is_right_often_enough() -> None:
-    shares = np.array([0.9, 0.4, 0.3, 0.2])
-    right = np.array([True, True, False, False])
-    assert vote_threshold(shares, right, 0.7, min_support=2) == 0.4
-    assert vote_threshold(shares, right, 0.6, min_support=2) == 0.3
-    assert vote_threshold(shares, right, 0.5, min_support=2) == 0.2
-    # Too few held-out votes to set it: the share is read as a probability.
-    assert vote_threshold(shares, right, 0.7, min_support=5) == 0.7
-    # Never right often enough, or only below the support: nothing is filled.
-    assert vote_threshold(shares, ~right, 0.6, min_support=2) == NO_FILL > 1.0
-    assert vote_threshold(shares, right, 0.9, min_support=3) == NO_FILL
-    # Equal shares fill together: no cut between them.
+    assert isotonic(np.array([0.0, 1, 0, 1]), np.ones(4)).tolist() == [0, 0.5, 0.5, 1]
+    assert isotonic(np.array([1.0, 0, 0]), np.array([1.0, 1, 2])).tolist() == [1 / 4] * 3
+    shares = np.array([0.9, 0.8, 0.5, 0.4, 0.3])
+    right = np.array([True, False, True, False, False])
+    assert vote_threshold(shares, right, 0.5, min_support=1) == 0.5
+    assert vote_threshold(shares, right, 0.6, min_support=1) == 0.9
+    # Too few held-out items at or above a share: not that share.
+    assert vote_threshold(shares, right, 0.6, min_support=2) == NO_FILL > 1.0
+    assert vote_threshold(shares, right, 0.5, min_support=4) == NO_FILL
+    # Too few held-out votes to fit: the share is read as a probability.
+    assert vote_threshold(shares, right, 0.7, min_support=6) == 0.7
+    # Never right: nothing is filled. Equal shares fill together (no cut between them).
+    assert vote_threshold(shares, np.zeros(5, bool), 0.1, min_support=1) == NO_FILL
     tied = np.array([0.5, 0.5, 0.5, 0.1])
     once, twice = np.array([True, False, False, False]), np.array([True, True, False, False])
     assert vote_threshold(tied, once, 0.5, min_support=1) == NO_FILL
