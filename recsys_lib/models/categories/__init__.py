@@ -16,8 +16,9 @@ Steps of :func:`completion.complete_categories` (modules :mod:`.features`,
    after checking their count against ``completion.max_training_rows``, split by a hash of
    the item id into train / validation (early stopping) / holdout, and a multiclass LightGBM
    model is fitted; holdout top-1 / top-3 accuracy is compared with predicting the most
-   frequent category. The model is then refitted on all categorised items with the number
-   of rounds early stopping chose; that refit is the one that fills;
+   frequent category. The model measured is the model that fills (a refit on all
+   categorised items, tried before, diverged on catalogues with classes of one or two
+   items: 8 % right where the measured model had 61 %);
 3. prediction for the uncategorised items with behaviour, distributed with ``mapInPandas``
    (the model is broadcast as its text dump);
 4. leaf refinement: among the catalogue leaves of co-occurring items under the predicted top
@@ -158,7 +159,7 @@ class CompletionResult:
 
 @dataclass
 class TrainedModel:
-    """The holdout evaluation of the model and the refit that fills."""
+    """The model that fills (its text dump) and its holdout evaluation."""
 
     classes: list[int]
     feature_columns: list[str]
