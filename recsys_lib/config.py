@@ -561,7 +561,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return _build(annotation, value, where)  # type: ignore[arg-type]
     if origin in (tuple,):
-        items = value if isinstance(value, list | tuple) else str(value).split(",")
+        if value is None:
+            items: list[Any] | tuple[Any, ...] = []  # `key:` in a file
+        elif isinstance(value, list | tuple):
+            items = value
+        else:  # "a, b" from a variable; a blank one is the empty tuple, not ("",)
+            items = [v for v in str(value).split(",") if v.strip()]
         item_type = (typing.get_args(annotation) or (str,))[0]
         if item_type is str:
             return tuple(str(v).strip() for v in items)

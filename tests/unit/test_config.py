@@ -88,6 +88,24 @@ def test_a_blank_text_setting_is_empty_not_none(tmp_path: Path) -> None:
         )
 
 
+def test_a_blank_list_setting_is_the_empty_list(tmp_path: Path) -> None:
+    def groups(value: str) -> tuple[str, ...]:
+        environ = {"RECSYS__CANDIDATES__THIN_GROUPS": value}
+        return load_settings(
+            "local", conf_dir=REPO / "conf", home=tmp_path, environ=environ
+        ).candidates.thin_groups
+
+    assert groups("") == groups(" ") == groups("[]") == ()
+    assert (
+        groups("one_event, one_day")
+        == groups("[one_event, one_day]")
+        == (
+            "one_event",
+            "one_day",
+        )
+    )
+
+
 def test_a_source_profile_sets_the_input_and_keys_override_it(tmp_path: Path) -> None:
     environ = {
         "RECSYS__INPUT__SOURCE": "rees46",
