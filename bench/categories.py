@@ -16,7 +16,8 @@ The items the generator left without a ``categoryid`` property are hidden (if it
 fewer than 10 %, a deterministic 10 % more is hidden here) and measured against
 ``items.csv``. ``--stage-runs N`` also loads the shop's history into a warehouse (ingest,
 clean, aggregate in one pass) and runs the ``items`` stage for its last day N times in the
-same session: the first run is cold, the later ones warm.
+same session: the first run is cold, the later ones warm. ``--roots N`` gives the generated
+trees N top-level categories (the crossover between LightGBM and the vote).
 
 Settings come from ``conf/`` (profile ``local``) and any ``RECSYS__...`` variable of the
 environment, e.g. ``RECSYS__COMPLETION__MAX_CLASSES=0`` for the neighbour vote everywhere.
@@ -24,6 +25,8 @@ environment, e.g. ``RECSYS__COMPLETION__MAX_CLASSES=0`` for the neighbour vote e
     .venv/bin/python bench/categories.py                      # MovieLens only
     .venv/bin/python bench/categories.py --skip-movielens --shop default \\
         --shop flat --shop retailrocket:0.02 --stage-runs 3
+    RECSYS__COMPLETION__MAX_CLASSES=1000 .venv/bin/python bench/categories.py \\
+        --skip-movielens --shop flat --roots 150          # LightGBM at 137 classes
 """
 
 from __future__ import annotations
@@ -459,6 +462,14 @@ def table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def with_roots(profiles: list[str], roots: int) -> None:
+    """This run's generator profiles ``profiles`` with ``roots`` top-level categories."""
+    from recsys_lib.devtools import generator
+
+    for name in profiles:
+        generator.PROFILES[name] = dataclasses.replace(generator.PROFILES[name], n_roots=roots)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -475,6 +486,13 @@ def main() -> int:
     )
     parser.add_argument("--scale", type=float, default=1.0, help="scale of a shop without one")
     parser.add_argument("--stage-runs", type=int, default=0, help="items stage runs per shop")
+    parser.add_argument(
+        "--roots",
+        type=int,
+        default=0,
+        help="top-level categories of the generated trees instead of the profiles' own\n"
+        "(the crossover between LightGBM and the vote: flat with 150 or 300)",
+    )
     parser.add_argument("--work", type=Path, default=REPO / "bench_work" / "categories")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -486,6 +504,13 @@ def main() -> int:
     with timed("spark session"):
         spark = get_spark(settings_for(work), app_name="bench-categories")
     results: dict[str, dict[str, float]] = {}
+    if args.roots < 0:
+        parser.error("--roots: a number of top-level categories, or 0 for the profiles' own")
+    generated = sorted({spec.partition(":")[0] for spec in args.shop} - {"retailrocket"})
+    if args.roots:
+        with_roots(generated, args.roots)
+        work = work / f"roots_{args.roots}"  # a shop and a warehouse of their own
+        work.mkdir(exist_ok=True)
     if not args.skip_movielens:
         results["movielens-100k"] = movielens(spark, args.movielens, work)
     for spec in args.shop:
@@ -494,7 +519,8 @@ def main() -> int:
         figures = shop(spark, work, profile, scale)
         if args.stage_runs:
             figures.update(stage_runs(work, profile, scale, args.stage_runs))
-        results[f"{profile} x{scale:g}"] = figures
+        roots = f" r{args.roots}" if args.roots and profile in generated else ""
+        results[f"{profile} x{scale:g}{roots}"] = figures
     print()
     print(table(results))
     spark.stop()

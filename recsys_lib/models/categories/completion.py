@@ -34,6 +34,7 @@ from recsys_lib.models.categories import (
     MODEL_ARTIFACT,
     MODEL_FILE,
     MODEL_NAME,
+    NO_FILL,
     PREDICTED_TOP,
     PREDICTION_SCHEMA,
     PROBABILITY,
@@ -76,10 +77,12 @@ def _leaf_evaluation(
     items: DataFrame,
     categories: DataFrame,
     cs: CompletionSettings,
+    min_probability: float,
 ) -> list[tuple[str, str, int, float]]:
     """Leaf refinement on the holdout items whose catalogue category is a leaf below the top
     level: accuracy of the voted leaf under the *true* top category, and the precision and
-    coverage of the leaf fill (under the predicted one) at ``leaf_min_confidence``."""
+    coverage of the leaf fill (under the predicted one) at ``leaf_min_confidence`` and
+    ``min_probability``, as :func:`.prediction.choose_fill` fills."""
     if holdout.empty:
         return []
     predicted = spark.createDataFrame(
@@ -107,7 +110,9 @@ def _leaf_evaluation(
         [C.ITEM_ID, PREDICTED_TOP],
         "left",
     )
-    confident = (F.col(PROBABILITY) * F.col("_pred_share")) >= F.lit(cs.leaf_min_confidence)
+    confident = ((F.col(PROBABILITY) * F.col("_pred_share")) >= F.lit(cs.leaf_min_confidence)) & (
+        F.col(PROBABILITY) >= F.lit(min_probability)
+    )
     right = F.col("_pred_leaf") == F.col(C.CATEGORY_ID)
     a = both.agg(
         F.count(F.lit(1)).alias("n"),
@@ -226,6 +231,10 @@ def complete_categories(
         item_leaf_votes(window, items, categories, vote_targets, event_weights=weights)
     ).cache()
     predictions = fill = None
+    # The vote's shares are not probabilities: no fill, top or leaf, below the share its
+    # holdout set (vote.vote_threshold).
+    top_threshold = figures["vote_threshold"] if vote else cs.min_confidence
+    gate = top_threshold if vote else 0.0
     if accepted:
         figures["model_accepted"] = 1.0
         if voted is not None:
@@ -238,9 +247,13 @@ def complete_categories(
                 model.feature_columns,
                 model.classes,
             ).cache()
-        # The vote's shares are not probabilities: its threshold was set on the holdout.
-        top_threshold = figures["vote_threshold"] if vote else cs.min_confidence
-        fill = choose_fill(predictions, leaves, top_threshold, cs.leaf_min_confidence)
+        fill = choose_fill(
+            predictions,
+            leaves,
+            top_threshold,
+            cs.leaf_min_confidence,
+            min_probability=gate,
+        )
         fill = fill.cache()
 
     def fill_counts() -> tuple[float, float, float]:
@@ -256,7 +269,7 @@ def complete_categories(
     # The holdout's leaf evaluation and the fill's counts do not depend on each other.
     leaf_figures, (predicted, filled, filled_leaf) = concurrently(
         [
-            lambda: _leaf_evaluation(spark, holdout, leaves, items, categories, cs),
+            lambda: _leaf_evaluation(spark, holdout, leaves, items, categories, cs, gate),
             fill_counts,
         ]
     )
@@ -274,6 +287,12 @@ def complete_categories(
         log.warning("category completion: %s", note)
         result_items = items
     else:
+        if top_threshold >= NO_FILL:
+            note = (
+                f"the vote beats the most-frequent baseline, but on the holdout no share is "
+                f"right with completion.min_confidence={cs.min_confidence}: nothing filled"
+            )
+            log.warning("category completion: %s", note)
         figures["predicted"] = predicted
         figures["filled"] = filled
         figures["filled_leaf"] = filled_leaf

@@ -78,20 +78,27 @@ def predict_top_categories(
 
 
 def choose_fill(
-    predictions: DataFrame, leaves: DataFrame, min_confidence: float, leaf_min_confidence: float
+    predictions: DataFrame,
+    leaves: DataFrame,
+    min_confidence: float,
+    leaf_min_confidence: float,
+    *,
+    min_probability: float = 0.0,
 ) -> DataFrame:
     """(item_id, fill_category_id, fill_confidence, fill_is_leaf) for the predictions that
     reach a threshold: the best leaf under the predicted top category when
     ``probability x leaf_share >= leaf_min_confidence``, else the top category when
-    ``probability >= min_confidence``. ``leaves`` is :func:`best_leaves`' output."""
+    ``probability >= min_confidence``; neither below ``min_probability`` (the vote's
+    threshold from its holdout). ``leaves`` is :func:`best_leaves`' output."""
     joined = predictions.join(
         leaves.withColumnRenamed(C.TOP_CATEGORY_ID, PREDICTED_TOP),
         [C.ITEM_ID, PREDICTED_TOP],
         "left",
     )
     leaf_confidence = F.col(PROBABILITY) * F.coalesce(F.col(LEAF_SHARE), F.lit(0.0))
-    leaf_ok = F.col(LEAF_ID).isNotNull() & (leaf_confidence >= F.lit(leaf_min_confidence))
-    top_ok = F.col(PROBABILITY) >= F.lit(min_confidence)
+    gate = F.col(PROBABILITY) >= F.lit(min_probability)
+    leaf_ok = F.col(LEAF_ID).isNotNull() & (leaf_confidence >= F.lit(leaf_min_confidence)) & gate
+    top_ok = (F.col(PROBABILITY) >= F.lit(min_confidence)) & gate
     return joined.filter(leaf_ok | top_ok).select(
         C.ITEM_ID,
         F.when(leaf_ok, F.col(LEAF_ID)).otherwise(F.col(PREDICTED_TOP)).alias(FILL_CATEGORY),

@@ -23,6 +23,7 @@ from recsys_lib import constants as C
 from recsys_lib.config import CompletionSettings
 from recsys_lib.models.categories import (
     FEATURE_DECIMALS,
+    NO_FILL,
     PREDICTED_TOP,
     PROBABILITY,
     TOP_K_CATEGORIES,
@@ -36,7 +37,6 @@ from recsys_lib.transforms.top_n import top_n_per
 
 SHARE = "_share"
 BEST = "_best"
-NO_FILL = 2.0  # a vote threshold no share reaches (shares are at most 1)
 
 
 def vote_predictions(votes: DataFrame, k: int = 3) -> DataFrame:

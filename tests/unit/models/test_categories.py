@@ -14,6 +14,7 @@ from recsys_lib.models.categories import (
     FILL_IS_LEAF,
     LEAF_ID,
     LEAF_SHARE,
+    NO_FILL,
     PREDICTED_TOP,
     PROBABILITY,
     TOP_K_CATEGORIES,
@@ -34,12 +35,7 @@ from recsys_lib.models.categories.training import (
     split_parts,
     top_k_accuracy,
 )
-from recsys_lib.models.categories.vote import (
-    NO_FILL,
-    isotonic,
-    vote_predictions,
-    vote_threshold,
-)
+from recsys_lib.models.categories.vote import isotonic, vote_predictions, vote_threshold
 from recsys_lib.warehouse.tables import CLEAN_ITEMS, USER_ITEM_DAILY
 from tests.conftest import make_settings
 
@@ -185,6 +181,10 @@ def test_choose_fill_thresholds(spark) -> None:
     }
     # 1: leaf 0.9 x 0.8; 2: leaf 0.3 too low -> top; 3: below both; 4: leaf under another top.
     assert got == {1: (11, 0.72, True), 2: (10, 0.6, False), 4: (20, 0.7, False)}
+    # The vote's holdout threshold bars top and leaf fills alike.
+    gated = choose_fill(predictions, leaves, 0.5, 0.5, min_probability=0.8)
+    assert [(r[C.ITEM_ID], r[FILL_IS_LEAF]) for r in gated.collect()] == [(1, True)]
+    assert choose_fill(predictions, leaves, 0.5, 0.5, min_probability=NO_FILL).count() == 0
 
 
 def test_split_is_stable_and_near_the_share() -> None:
@@ -386,10 +386,22 @@ def test_many_classes_take_the_vote_and_it_fills_like_the_model(shop, voted, com
     assert len(filled) == figures["filled"] >= 0.8 * len(truth) / HIDDEN_EVERY
     right = sum(r[index[C.TOP_CATEGORY_ID]] == truth[r[index[C.ITEM_ID]]][0] for r in filled)
     assert right >= 0.9 * len(filled)
-    # A top category at the share the holdout set, a leaf at leaf_min_confidence (0.5).
-    floor = min(figures["vote_threshold"], 0.5)
-    assert all(r[index[C.CATEGORY_CONFIDENCE]] >= floor for r in filled)
+    # No fill, top or leaf, below the share the holdout set.
+    assert voted.predictions is not None
+    share = {r[C.ITEM_ID]: r[PROBABILITY] for r in voted.predictions.collect()}
+    assert all(share[r[index[C.ITEM_ID]]] >= figures["vote_threshold"] for r in filled)
     assert figures["holdout_filled_precision"] >= 0.5
+
+
+def test_a_vote_no_share_of_which_is_right_often_enough_fills_nothing(spark, shop, home) -> None:
+    items, interactions, categories, _ = shop
+    settings = with_completion(home, max_classes=2, min_confidence=1.01)
+    result = complete_categories(spark, settings, items, interactions, categories, RUN_DATE)
+    assert result.figures["model_accepted"] == 1.0  # it beats the baseline ...
+    assert result.figures["vote_threshold"] == NO_FILL  # ... but no share reaches the bar
+    assert result.figures["filled"] == result.figures["filled_leaf"] == 0.0
+    assert result.items.filter(F.col(C.CATEGORY_SOURCE) == C.SOURCE_PREDICTED).count() == 0
+    assert "nothing filled" in result.note
 
 
 def test_the_vote_threshold_is_set_where_the_holdout_is_right_often_enough() -> None:
