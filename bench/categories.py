@@ -495,6 +495,8 @@ def main() -> int:
     )
     parser.add_argument("--work", type=Path, default=REPO / "bench_work" / "categories")
     args = parser.parse_args()
+    if args.roots < 0:
+        parser.error("--roots: a number of top-level categories, or 0 for the profiles' own")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     from recsys_lib.runtime.spark import get_spark
@@ -504,8 +506,6 @@ def main() -> int:
     with timed("spark session"):
         spark = get_spark(settings_for(work), app_name="bench-categories")
     results: dict[str, dict[str, float]] = {}
-    if args.roots < 0:
-        parser.error("--roots: a number of top-level categories, or 0 for the profiles' own")
     generated = sorted({spec.partition(":")[0] for spec in args.shop} - {"retailrocket"})
     if args.roots:
         with_roots(generated, args.roots)
