@@ -257,36 +257,16 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 QUERY_FORMATS = ("text", "csv", "json")
 
 
-class MissingTableError(LookupError):
-    """A query names a table that no stage has written yet."""
-
-
 def query(settings: Settings, sql: str, limit: int, output: str = "text") -> str:
-    """Result of Spark SQL over the registered tables as a text table, CSV (with a header) or
-    JSON (an array of objects; dates and times in ISO 8601). Reads only: a table that does
-    not exist yet is not created, and a query that names one fails with its name.
-    ``limit`` 0 returns every row."""
-    from pyspark.errors import AnalysisException
-
-    from recsys_lib.runtime.spark import get_spark
-    from recsys_lib.warehouse.storage import register_tables
+    """The rows of one read-only ``SELECT`` over the tables (DuckDB SQL, no JVM; see
+    :mod:`recsys_lib.warehouse.query`) as a text table, CSV (with a header) or JSON (an array
+    of objects; dates and times in ISO 8601). ``limit`` 0 returns every row."""
+    from recsys_lib.warehouse.query import run_query
 
     if output not in QUERY_FORMATS:
         raise ValueError(f"unknown format {output!r}; known: {', '.join(QUERY_FORMATS)}")
-    spark = get_spark(settings)
-    missing = register_tables(spark, settings, create_missing=False)
-    try:
-        frame = spark.sql(sql)
-        rows = (frame.limit(limit) if limit > 0 else frame).collect()
-    except AnalysisException as exc:
-        named = [name for name in missing if name.split(".")[-1] in str(exc)]
-        if exc.getCondition() == "TABLE_OR_VIEW_NOT_FOUND" and named:
-            raise MissingTableError(
-                f"table {named[0]} does not exist in {settings.warehouse} yet: no stage has "
-                "written it (`recsys run` or a DAG run creates it)"
-            ) from None
-        raise
-    return format_rows(frame.columns, [tuple(r) for r in rows], output)
+    result = run_query(settings, sql, limit)
+    return format_rows(result.columns, result.rows, output)
 
 
 def format_rows(columns: Sequence[str], rows: Sequence[tuple[Any, ...]], output: str) -> str:
@@ -295,6 +275,8 @@ def format_rows(columns: Sequence[str], rows: Sequence[tuple[Any, ...]], output:
     import io
 
     def plain(value: Any) -> Any:
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)  # as Spark prints it
         if isinstance(value, dt.date | dt.datetime):
             return value.isoformat()
         if isinstance(value, list | tuple):
@@ -328,6 +310,14 @@ def format_rows(columns: Sequence[str], rows: Sequence[tuple[Any, ...]], output:
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     print(query(settings, args.sql, args.limit, args.format))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    from recsys_lib.warehouse.query import table_history
+
+    result = table_history(settings, args.table, args.limit)
+    print(format_rows(result.columns, result.rows, args.format))
     return 0
 
 
@@ -631,11 +621,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the trials, write nothing")
     p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("query", help="Spark SQL over the registered Delta tables")
+    p = sub.add_parser(
+        "query", help="one read-only SELECT over the tables (DuckDB SQL, no JVM; never writes)"
+    )
     p.add_argument("sql")
     p.add_argument("--limit", type=int, default=50, help="at most this many rows; 0 = all")
     p.add_argument("--format", choices=QUERY_FORMATS, default="text", help="output format")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("history", help="a table's Delta history, newest first (no JVM)")
+    p.add_argument("table", help="schema.table, e.g. clean.events")
+    p.add_argument("--limit", type=int, default=20, help="at most this many versions; 0 = all")
+    p.add_argument("--format", choices=QUERY_FORMATS, default="text", help="output format")
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("dags-test", help="airflow dags test recsys_nightly DATE, project env")
     p.add_argument("--date", type=_date, required=True)

@@ -160,7 +160,7 @@ def register_tables(
     the names of the tables left out because they do not exist yet.
 
     With ``create_missing`` (the stages' sessions) missing tables are created empty first;
-    without it (``recsys query``, analysts) nothing in the warehouse is written and missing
+    without it (a read-only session) nothing in the warehouse is written and missing
     tables stay unregistered. Done once per session and warehouse; a session that moves to
     another warehouse (tests do) re-points the names.
     """

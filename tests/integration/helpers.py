@@ -331,6 +331,45 @@ def run_python_blocks(markdown: Path) -> dict[str, Any]:
     return namespace
 
 
+def documented_queries(*markdown: Path) -> list[str]:
+    """The SQL of every ``recsys query "..."`` example in the documents, on one line each."""
+    found = []
+    for path in markdown:
+        for sql in re.findall(r'recsys query "(.*?)"', path.read_text(), flags=re.S):
+            found.append(" ".join(sql.split()))
+    assert found, f"no recsys query examples in {markdown}"
+    return found
+
+
+def _plain(value: Any) -> Any:
+    """A value as both engines can be compared on: floats to 9 digits, times in naive UTC,
+    maps and rows as sorted tuples."""
+    if isinstance(value, float):
+        return round(value, 9)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _plain(v)) for k, v in value.items()))
+    if hasattr(value, "asDict"):
+        return _plain(value.asDict(recursive=True))
+    if isinstance(value, list | tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def assert_same_rows_as_spark(spark: SparkSession, settings: Settings, sql: str) -> int:
+    """``recsys query``'s engine (DuckDB) and Spark SQL give the same rows for ``sql``, in
+    any order; returns how many."""
+    from recsys_lib.warehouse.query import run_query
+    from recsys_lib.warehouse.storage import register_tables
+
+    register_tables(spark, settings, create_missing=False)
+    ours = sorted((_plain(tuple(r)) for r in run_query(settings, sql).rows), key=repr)
+    theirs = sorted((_plain(tuple(r)) for r in spark.sql(sql).collect()), key=repr)
+    assert ours == theirs, f"{sql}: DuckDB {ours[:3]} ... vs Spark {theirs[:3]} ..."
+    return len(ours)
+
+
 def shop_inputs(shop: GenerationSummary) -> dict[str, str]:
     """Settings overrides (``INPUT__…``) that read a generated shop where it was written."""
     return {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import time
 from contextlib import closing
 from pathlib import Path
@@ -49,7 +50,9 @@ from tests.integration.helpers import (
     assert_ranked_by_the_champion,
     assert_recommendations_sound,
     assert_reconciled,
+    assert_same_rows_as_spark,
     assert_samples_labelled,
+    documented_queries,
     killed_at,
     readable,
     run_python_blocks,
@@ -57,6 +60,8 @@ from tests.integration.helpers import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.deployment]
 
+# The documents whose `recsys query` examples are run against Spark (and README.md).
+DOCUMENTED_QUERIES = ("analysts.md", "operations.md", "features.md")
 RUNS_TIMEOUT = 1800  # two Airflow nights of ten spark-submit tasks each
 
 
@@ -251,6 +256,14 @@ def test_analysts_read_every_table_without_spark(spark, project, monkeypatch) ->
     assert sorted(found["segments"]) == sorted(
         tuple(r) for r in portraits.groupBy(C.DT, C.RFM_SEGMENT).count().collect()
     )
+
+    # Every `recsys query` the docs show answers as Spark SQL does, on the last night.
+    docs = [REPO / "README.md", *(REPO / "docs" / n for n in DOCUMENTED_QUERIES)]
+    answered = {}
+    for sql in documented_queries(*docs):
+        sql = re.sub(r"DATE'\d{4}-\d{2}-\d{2}'", f"DATE'{latest.isoformat()}'", sql)
+        answered[sql] = assert_same_rows_as_spark(spark, settings, sql)
+    assert len(answered) >= 8 and sum(n > 0 for n in answered.values()) >= 7, answered
 
 
 def test_a_ranker_killed_after_registering_reruns_to_the_same_rows(spark, project) -> None:

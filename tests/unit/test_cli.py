@@ -1,4 +1,5 @@
-"""`recsys query`: reads only, names a missing table, prints text, CSV or JSON."""
+"""`recsys query` over tables Spark wrote: reads only, names a missing table, prints text, CSV
+or JSON (the refusals are in tests/unit/warehouse/test_query.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from recsys_lib.cli import MissingTableError, format_rows, query
+from recsys_lib.cli import format_rows, query
+from recsys_lib.warehouse.query import MissingTableError
 from recsys_lib.warehouse.storage import write_partition
 from recsys_lib.warehouse.tables import QUALITY_CHECKS
 
