@@ -51,6 +51,7 @@ from recsys_lib.config import Settings, load_settings
 from recsys_lib.models.categories import TOP_K_CATEGORIES, CompletionResult
 from recsys_lib.models.categories.completion import complete_categories
 from recsys_lib.models.categories.training import unit_hash
+from recsys_lib.transforms.privacy import use_demo_key
 from recsys_lib.warehouse.tables import CLEAN_ITEMS, USER_ITEM_DAILY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +86,7 @@ def settings_for(
     settings = load_settings(
         "local", conf_dir=REPO / "conf", home=work, environ={**environ, **(extra or {})}
     )
+    use_demo_key(settings)  # generated shops: the public key, set on purpose
     if window_days is not None:
         completion = dataclasses.replace(settings.completion, window_days=window_days)
         settings = dataclasses.replace(settings, completion=completion)

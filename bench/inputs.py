@@ -24,6 +24,7 @@ from recsys_lib.constants import HISTORY_STAGES
 from recsys_lib.dates import DayRange
 from recsys_lib.devtools.generator import generate_shop
 from recsys_lib.runtime.spark import get_spark
+from recsys_lib.transforms.privacy import use_demo_key
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = {"retailrocket": "retailrocket", "rees46": "rees46", "taobao": "taobao"}
@@ -64,9 +65,9 @@ def main() -> None:
                 ),
                 "RECSYS__INPUT__CATEGORY_TREE_PATH": "",
                 "RECSYS__PATHS__JARS_CACHE": str(REPO / ".cache" / "ivy"),
-                "RECSYS_PSEUDONYM_KEY": "bench",
             }
             settings = load_settings("local", conf_dir=REPO / "conf", home=home, environ=environ)
+            use_demo_key(settings)  # a generated shop: the public key, set on purpose
             get_spark(settings)
             seconds = backfill(settings, HISTORY_STAGES, DayRange(shop.first_day, shop.last_day))
             for stage in HISTORY_STAGES:

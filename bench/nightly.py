@@ -37,11 +37,13 @@ from pathlib import Path
 import psutil
 
 from recsys_lib.constants import HISTORY_STAGES, NIGHTLY_STAGES
+from recsys_lib.transforms.privacy import DEMO_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FIRST_DAY = dt.date(2015, 5, 3)  # the real log's first day
 JAVA_OPTIONS = "RECSYS__SPARK__SUBMIT_JAVA_OPTIONS"
+KEY_VARIABLE = "RECSYS_PSEUDONYM_KEY"  # privacy.key_env of conf/base.yaml
 HISTORY_MARKER = "history_loaded"  # holds the run date once its history is loaded
 
 
@@ -100,6 +102,8 @@ def scale_env(
         # (docs/benchmarks.md).
         JAVA_OPTIONS: os.environ.get(JAVA_OPTIONS, ""),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        # A generated shop: the public demo key, set on purpose (unless a key is set).
+        KEY_VARIABLE: os.environ.get(KEY_VARIABLE, DEMO_KEY),
         **event_logging,
     }
 

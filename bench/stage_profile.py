@@ -197,10 +197,12 @@ def main() -> int:
     from recsys_lib.pipeline import run_stage
     from recsys_lib.runtime.logs import configure_logging
     from recsys_lib.runtime.spark import get_spark
+    from recsys_lib.transforms.privacy import use_demo_key
 
     configure_logging()
     logging.getLogger().setLevel(logging.WARNING)
     settings = load_settings()
+    use_demo_key(settings)  # a generated shop: the public key, set on purpose
     shop_dir = work / "data" / "shop"
     if not args.reuse:
         generate_shop(shop_dir, "default", scale=args.scale, days=args.days)

@@ -62,9 +62,10 @@ def run_days(
 ) -> dict[tuple[dt.date, str], float]:
     """Run ``stages`` for each day in one Spark session, day after day (every stage of a day
     before the next day); returns seconds per (day, stage)."""
-    from recsys_lib.pipeline import StageRunLog, run_stage
+    from recsys_lib.pipeline import StageRunLog, check_ready, run_stage
     from recsys_lib.runtime.spark import get_spark
 
+    check_ready(settings, stages)
     spark = get_spark(settings)
     runs = StageRunLog(spark, settings)
     seconds = {}
@@ -160,6 +161,7 @@ def backfill(
     from recsys_lib.pipeline import (
         NIGHTLY,
         StageRunLog,
+        check_ready,
         contiguous,
         run_stage,
         run_stage_range,
@@ -168,6 +170,7 @@ def backfill(
     from recsys_lib.runtime.spark import get_spark
 
     ordered = [s for s in NIGHTLY if s in set(stages)]
+    check_ready(settings, ordered)
     done = completed_runs(settings, ordered, span) if resume else set()
     spark = get_spark(settings)
     size = chunk_days or settings.backfill.chunk_days
@@ -363,7 +366,9 @@ def cmd_erase_user(args: argparse.Namespace, settings: Settings) -> int:
     from recsys_lib.pipeline import StageError
     from recsys_lib.runtime.spark import get_spark
     from recsys_lib.stages.erase_user import STAGE, erase_users, read_ids
+    from recsys_lib.transforms.privacy import require_key
 
+    require_key(settings)
     ids = list(args.user_id or [])
     if args.ids_file:
         ids += read_ids(Path(args.ids_file))
@@ -462,7 +467,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     last day, summarise."""
     from recsys_lib.devtools.generator import generate_shop
     from recsys_lib.devtools.summary import summary
+    from recsys_lib.transforms.privacy import use_demo_key
 
+    use_demo_key(settings)  # a generated shop: the public key, set here and nowhere else
     started = time.perf_counter()
     out = Path(settings.resolve(DEMO_DATA))
     shop = generate_shop(out, "default", scale=args.scale, days=args.days, seed=args.seed)

@@ -238,8 +238,7 @@ class BackfillSettings:
 
 @dataclass(frozen=True)
 class PrivacySettings:
-    key_env: str
-    allow_demo_key: bool
+    key_env: str  # the variable holding the HMAC key; every run that hashes ids needs it
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 from recsys_lib.config import load_settings
-from recsys_lib.pipeline import StageError, run_stage, warm_up
+from recsys_lib.pipeline import StageError, check_ready, run_stage, warm_up
 from recsys_lib.runtime.logs import configure_logging, one_line
 from recsys_lib.runtime.spark import get_spark
 
@@ -33,6 +33,7 @@ def main(stage: str, argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         settings = load_settings(args.env)
+        check_ready(settings, [stage])
         warm_up(settings, stage)  # MLflow opens while the JVM starts
         spark = get_spark(settings, app_name=f"recsys-{stage}-{args.date}")
         run_stage(spark, settings, stage, args.date)
@@ -92,6 +93,7 @@ def erase(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     from recsys_lib.stages.erase_user import STAGE, erase_users, read_ids
+    from recsys_lib.transforms.privacy import require_key
 
     parser = _parser("jobs/erase_user.py")
     parser.add_argument("--ids-file", required=True, help="raw user ids, one a line")
@@ -100,6 +102,7 @@ def erase(argv: list[str] | None = None) -> int:
 
     def work() -> None:
         settings = load_settings(args.env)
+        require_key(settings)
         ids = read_ids(Path(args.ids_file))
         spark = get_spark(settings, app_name=f"recsys-{STAGE}-{args.date}")
         erase_users(spark, settings, ids, args.date)

@@ -25,6 +25,7 @@ from recsys_lib.config import Settings
 from recsys_lib.dates import DayRange
 from recsys_lib.runtime.claims import claimed, stage_keys
 from recsys_lib.runtime.logs import one_line
+from recsys_lib.transforms.privacy import require_key
 from recsys_lib.warehouse.storage import ensure_tables, read_table, write_partition
 from recsys_lib.warehouse.tables import STAGE_RUNS
 
@@ -43,6 +44,9 @@ class Stage:
     function: str  # "module:function"
     ranged: bool = False  # days independent of each other: a range runs in one pass
     tracked: bool = False  # logs to MLflow: the store is opened while Spark works
+    # Its run needs the pseudonym key: it hashes user ids, or (ingest) starts a night whose
+    # next stage does, so a night without the key fails at its first task.
+    needs_key: bool = False
 
     def load(self) -> Callable[..., Any]:
         module, _, attribute = self.function.partition(":")
@@ -52,8 +56,8 @@ class Stage:
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("ingest", "recsys_lib.stages.ingest:ingest", ranged=True),
-        Stage("clean", "recsys_lib.stages.clean:clean", ranged=True),
+        Stage("ingest", "recsys_lib.stages.ingest:ingest", ranged=True, needs_key=True),
+        Stage("clean", "recsys_lib.stages.clean:clean", ranged=True, needs_key=True),
         Stage("aggregate", "recsys_lib.stages.aggregate:aggregate", ranged=True),
         Stage("items", "recsys_lib.stages.items:items_day", tracked=True),
         Stage("features", "recsys_lib.stages.features:features_day"),
@@ -84,6 +88,13 @@ def stage_of(name: str) -> Stage:
         return STAGES[name]
     except KeyError:
         raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}") from None
+
+
+def check_ready(settings: Settings, stages: Iterable[str]) -> None:
+    """Fail at once, before a Spark session starts, where a run of ``stages`` could not
+    finish: the pseudonym key is not set and one of them needs it."""
+    if any(stage_of(s).needs_key for s in stages):
+        require_key(settings)
 
 
 class StageRunLog:

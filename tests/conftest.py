@@ -17,6 +17,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 RR_SAMPLE = SHARED_DATA / "retailrocket" / "events_sample_5000_visitors.csv.gz"
 RR_TREE = SHARED_DATA / "retailrocket" / "category_tree.csv.gz"
 TEST_KEY = "test-pseudonym-key"
+# The tests set their key explicitly, before any JVM starts: the Spark session's Python
+# workers, which compute the pseudonyms, inherit the environment it had then.
+os.environ["RECSYS_PSEUDONYM_KEY"] = TEST_KEY
 # One session runs every Spark test (40 min in CI at 2g, until its heap ran out mid-suite).
 TEST_DRIVER_MEMORY = "4g"
 
@@ -98,7 +101,7 @@ def spark(spark_home: Path) -> Iterator[object]:
     """The one Spark session of the test run (UI off, two shuffle partitions)."""
     from recsys_lib.runtime.spark import get_spark
 
-    os.environ.setdefault("RECSYS_PSEUDONYM_KEY", TEST_KEY)
+    os.environ["RECSYS_PSEUDONYM_KEY"] = TEST_KEY
     settings = make_settings(spark_home)
     no_ui = {**settings.spark.conf, "spark.ui.enabled": "false"}
     settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, conf=no_ui))

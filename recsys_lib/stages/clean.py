@@ -21,7 +21,7 @@ from recsys_lib import constants as C
 from recsys_lib.config import Settings
 from recsys_lib.dates import DayRange
 from recsys_lib.transforms.cleaning import CleanCounts, clean_events
-from recsys_lib.transforms.privacy import pseudonym_key
+from recsys_lib.transforms.privacy import pseudonym_column, require_key
 from recsys_lib.warehouse import quality
 from recsys_lib.warehouse.storage import read_partition
 from recsys_lib.warehouse.tables import (
@@ -84,8 +84,10 @@ def clean(
 ) -> dict[dt.date, dict[str, float]]:
     """Stage ``clean``: ``raw.events`` of ``days`` -> ``clean.events`` +
     ``clean.events_rejected``, with the reconciliation of every day (one pass for a range)."""
+    require_key(settings)
+    variable = settings.privacy.key_env
     raw = read_partition(spark, settings, RAW_EVENTS, days)
-    result = clean_events(raw, pseudonym_key(settings), settings.input, days=days)
+    result = clean_events(raw, lambda c: pseudonym_column(c, variable), settings.input, days=days)
     missing = [d for d, n in result.counts.items() if n.input_rows == 0]
     if missing:
         raise RuntimeError(

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame
@@ -41,7 +41,6 @@ from recsys_lib.config import InputSettings
 from recsys_lib.dates import DayRange
 from recsys_lib.io.timestamps import parse_time, plausible, utc_day
 from recsys_lib.transforms.catalogue import parse_id, parse_price
-from recsys_lib.transforms.privacy import hmac_sha256_column
 
 _TS = "_event_ts"
 _TYPE = "_event_type"
@@ -141,7 +140,7 @@ def _count_if(condition: Column) -> Column:
 
 def clean_events(
     raw: DataFrame,
-    key: bytes,
+    pseudonymise: Callable[[Column], Column],
     source: InputSettings,
     run_date: dt.date | None = None,
     days: DayRange | None = None,
@@ -149,7 +148,9 @@ def clean_events(
     """Split ``raw.events`` rows into clean events, dropped rows and rejected rows, and
     count per day.
 
-    Each row belongs to the run date in its ``dt`` column (``run_date``, when given, sets it
+    ``pseudonymise`` makes a user's pseudonym of the trimmed raw id (the stage passes
+    :func:`~recsys_lib.transforms.privacy.pseudonym_column`). Each row belongs to the run
+    date in its ``dt`` column (``run_date``, when given, sets it
     for all rows); ``days`` (default: that one day, or the days present) are the days
     counted, so a day without rows counts zeros. One pass counts the input, dropped and
     rejected rows per day (per reason and per dropped name), and one the clean rows and
@@ -167,7 +168,7 @@ def clean_events(
         .withColumn(C.REJECT_REASON, reject_reason(source))
         .withColumn(
             C.USER_ID,
-            F.when(readable & ~_blank(F.col(C.RAW_USER)), hmac_sha256_column(key, user)),
+            F.when(readable & ~_blank(F.col(C.RAW_USER)), pseudonymise(user)),
         )
         .cache()
     )

@@ -103,7 +103,10 @@ def test_a_night_on_a_cluster_with_an_s3_warehouse_equals_the_local_night(
         "SPARK__CONF__spark.hadoop.fs.s3a.path.style.access": "true",
         "SPARK__CONF__spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
     }
-    with local_cluster(tmp_path / "cluster", cores=2, memory="2g", environ=CREDENTIALS) as cluster:
+    # The workers get the object store's credentials and the pseudonym key in their own
+    # environment, as a deployment gives them: the executors hash the ids with it.
+    workers = {**CREDENTIALS, "RECSYS_PSEUDONYM_KEY": TEST_KEY}
+    with local_cluster(tmp_path / "cluster", cores=2, memory="2g", environ=workers) as cluster:
         environ = {
             **os.environ,
             **CREDENTIALS,

@@ -63,3 +63,45 @@ def test_a_query_reads_without_writing_and_names_a_missing_table(spark, settings
     with pytest.raises(MissingTableError, match=r"recs\.user_recommendations"):
         query(settings, "SELECT count(*) FROM recs.user_recommendations", limit=0)
     assert listing(warehouse) == before  # no table created, no file touched
+
+
+@pytest.mark.parametrize("env", ["local", "cluster"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "all", "--date", "2026-01-01"],
+        ["backfill", "--start", "2026-01-01", "--end", "2026-01-03", "--stages", "clean"],
+        ["erase-user", "--user-id", "42"],
+    ],
+)
+def test_a_run_without_the_key_fails_at_once_in_every_environment(
+    argv: list[str], env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from recsys_lib.cli import main
+
+    monkeypatch.delenv("RECSYS_PSEUDONYM_KEY")
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    monkeypatch.setenv("RECSYS_CONF_DIR", str(Path(__file__).parents[2] / "conf"))
+    assert main(["--env", env, *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RECSYS_PSEUDONYM_KEY is not set" in err[0], err
+    assert "openssl rand -hex 32" in err[0]
+    assert list(tmp_path.iterdir()) == []  # before any work: nothing written, no session
+
+
+def test_a_stage_job_without_the_key_fails_before_its_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from recsys_lib import jobs
+
+    monkeypatch.delenv("RECSYS_PSEUDONYM_KEY")
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    monkeypatch.setenv("RECSYS_CONF_DIR", str(Path(__file__).parents[2] / "conf"))
+    for stage in ("ingest", "clean"):
+        assert jobs.main(stage, ["--date", "2026-01-01"]) == 1
+        assert "RECSYS_PSEUDONYM_KEY is not set" in capsys.readouterr().err
+    ids = tmp_path / "ids.txt"
+    ids.write_text("42\n")
+    assert jobs.erase(["--ids-file", str(ids), "--date", "2026-01-01"]) == 1
+    assert "RECSYS_PSEUDONYM_KEY is not set" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [ids]

@@ -21,14 +21,14 @@ def test_environment_variables_override_files(tmp_path: Path) -> None:
         "RECSYS__ALS__FACTORS": "128",
         "RECSYS__SPARK__MASTER": "spark://127.0.0.1:7077",
         "RECSYS__ALS__EVENT_WEIGHTS__CART": "5",
-        "RECSYS__PRIVACY__ALLOW_DEMO_KEY": "false",
+        "RECSYS__HISTORY__TOLERATE_MISSING_DAYS": "true",
         "UNRELATED": "x",
     }
     settings = load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ=environ)
     assert settings.als.factors == 128
     assert settings.spark.master == "spark://127.0.0.1:7077"
     assert settings.als.event_weights == {"view": 1.0, "cart": 5.0, "purchase": 8.0}
-    assert settings.privacy.allow_demo_key is False
+    assert settings.history.tolerate_missing_days is True
 
 
 def test_settings_are_frozen(tmp_path: Path) -> None:
@@ -44,7 +44,9 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     [
         ("RECSYS__ALS__FACTROS", "8", "unknown keys"),
         ("RECSYS__ALS__FACTORS", "many", "expected int"),
-        ("RECSYS__PRIVACY__ALLOW_DEMO_KEY", "maybe", "expected true/false"),
+        ("RECSYS__HISTORY__TOLERATE_MISSING_DAYS", "maybe", "expected true/false"),
+        # The fallback to the public demo key is gone, in every environment.
+        ("RECSYS__PRIVACY__ALLOW_DEMO_KEY", "true", "unknown keys"),
         ("RECSYS__ALS", "1", "RECSYS__SECTION__KEY"),
     ],
 )

@@ -6,11 +6,17 @@ import pytest
 from recsys_lib import constants as C
 from recsys_lib.config import load_settings
 from recsys_lib.transforms.cleaning import clean_events
-from recsys_lib.transforms.privacy import hmac_sha256_hex
-from tests.conftest import REPO
+from recsys_lib.transforms.privacy import hmac_sha256_hex, pseudonym_column
+from tests.conftest import REPO, TEST_KEY
 
 DAY = dt.date(2015, 6, 2)
-KEY = b"k"
+KEY = TEST_KEY.encode()  # in the Spark session's environment (tests/conftest.py)
+
+
+def PSEUDONYM(column):  # noqa: N802 - the stage's pseudonym column, as clean passes it
+    return pseudonym_column(column, "RECSYS_PSEUDONYM_KEY")
+
+
 MS = 1433203200000  # 2015-06-02T00:00:00Z
 COLUMNS = [*C.RAW_EVENT_COLUMNS, C.READ_ERROR, C.SOURCE_FILE]
 RR = load_settings("local", conf_dir=REPO / "conf", home=REPO, environ={}).input
@@ -73,7 +79,7 @@ def raw(spark):
 
 @pytest.fixture()
 def result(raw):
-    return clean_events(raw, KEY, RR, DAY)
+    return clean_events(raw, PSEUDONYM, RR, DAY)
 
 
 def test_every_reject_reason_in_its_order(result) -> None:
@@ -128,7 +134,7 @@ def test_event_names_are_mapped_dropped_or_unknown(spark) -> None:
         row(ts="1433239200000"),  # milliseconds are not ISO text
     ]
     raw = spark.createDataFrame(rows, ", ".join(f"{c} string" for c in COLUMNS))
-    result = clean_events(raw, KEY, REES46, DAY)
+    result = clean_events(raw, PSEUDONYM, REES46, DAY)
     counts = result.counts[DAY]
     assert (counts.clean_rows, counts.dropped_rows, counts.rejected_rows) == (3, 2, 2)
     assert counts.dropped_by_event == {"remove_from_cart": 2}
@@ -153,7 +159,7 @@ def test_times_are_read_in_the_configured_zone(spark) -> None:
         row(ts="2015-06-02 01:00:00", item="4"),  # 23:00 UTC the day before
     ]
     raw = spark.createDataFrame(rows, ", ".join(f"{c} string" for c in COLUMNS))
-    result = clean_events(raw, KEY, berlin, DAY)
+    result = clean_events(raw, PSEUDONYM, berlin, DAY)
     times = {r[C.ITEM_ID]: r[C.EVENT_TS] for r in result.events.collect()}
     assert times == {
         1: dt.datetime(2015, 6, 2, 8, 0),
