@@ -11,17 +11,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
 from recsys_lib.dates import DayRange
 from recsys_lib.io.catalogue import load_item_properties
-from recsys_lib.io.events import FileFigures, load_events, local_name
+from recsys_lib.io.events import FileFigures, RawInput, load_events, local_name
 from recsys_lib.io.timestamps import kind_of, timestamp_hint
 from recsys_lib.transforms.cleaning import CleanCounts, clean_events
-from recsys_lib.warehouse.storage import Scope, write_partitions
+from recsys_lib.warehouse import quality
 from recsys_lib.warehouse.tables import RAW_EVENTS, RAW_ITEMS, TableContract
 
 DayFigures = dict[dt.date, dict[str, float]]
@@ -35,32 +35,106 @@ def to_raw(rows: DataFrame) -> DataFrame:
 
 def ingest(spark: SparkSession, settings: Settings, days: DayRange) -> DayFigures:
     """Replace the partitions of ``days`` in ``raw.events`` and ``raw.items`` with those days'
-    input rows, both or neither (figures per day: ``raw_rows``, ``raw_item_rows``).
+    input rows, both or neither (figures per day: ``raw_rows``, ``raw_item_rows``), with
+    their checks in ``ops.quality_checks`` (:func:`ingest_checks`).
 
-    Both inputs are read and checked before anything is written. A day without catalogue
-    rows (the usual case: snapshots are weekly) empties its ``raw.items`` partition, so a
-    rerun leaves the same table. Without a configured catalogue, ``raw.items`` is untouched
-    and ``raw_item_rows`` is not reported.
+    Both inputs are read and checked before anything is written; a failed check records the
+    checks and writes nothing else. A day without catalogue rows (the usual case: snapshots
+    are weekly) empties its ``raw.items`` partition, so a rerun leaves the same table.
+    Without a configured catalogue, ``raw.items`` is untouched and ``raw_item_rows`` is not
+    reported.
     """
-    inputs = [load_events(spark, settings, days)]
-    writes: list[tuple[TableContract, DataFrame, Scope]] = [
-        (RAW_EVENTS, to_raw(inputs[0].rows), {})
-    ]
-    figures = {d: {"raw_rows": float(n)} for d, n in inputs[0].rows_per_day.items()}
+    roots = {RAW_EVENTS: settings.resolve(settings.input.events_path)}
+    inputs = {RAW_EVENTS: load_events(spark, settings, days)}
+    figures = {d: {"raw_rows": float(n)} for d, n in inputs[RAW_EVENTS].rows_per_day.items()}
     try:
         if settings.input.item_properties_path:
-            path = settings.resolve(settings.input.item_properties_path)
-            inputs.append(load_item_properties(spark, path, days))
-            writes.append((RAW_ITEMS, to_raw(inputs[1].rows), {}))
-            for day, n in inputs[1].rows_per_day.items():
+            roots[RAW_ITEMS] = settings.resolve(settings.input.item_properties_path)
+            inputs[RAW_ITEMS] = load_item_properties(spark, roots[RAW_ITEMS], days)
+            for day, n in inputs[RAW_ITEMS].rows_per_day.items():
                 figures[day]["raw_item_rows"] = float(n)
-        write_partitions(spark, settings, writes, days)
+        checks: dict[dt.date, list[quality.Check]] = {d: [] for d in days.days}
+        for table, raw in inputs.items():
+            drop = settings.input.drop_events if table is RAW_EVENTS else ()
+            for day, found in ingest_checks(table, raw, days, drop, roots[table]).items():
+                checks[day] += found
+        outputs = [(table, to_raw(raw.rows)) for table, raw in inputs.items()]
+        quality.write_checked_days(spark, settings, outputs, days, checks, contract=False)
     finally:
         # Cached input must not outlive the run: a later read of a changed file would match
         # the cached plan and see the old rows.
-        for raw in inputs:
+        for raw in inputs.values():
             raw.rows.unpersist()
     return figures
+
+
+def ingest_checks(
+    table: TableContract,
+    raw: RawInput,
+    days: DayRange,
+    drop_events: tuple[str, ...] = (),
+    root: str = "",
+) -> dict[dt.date, list[quality.Check]]:
+    """What ``ingest`` read and will write for each day, from one pass over the rows it
+    writes: ``rows_read`` (what the input's files hold for the day, counted as they were
+    read) against ``rows_written`` (``unreconciled_rows`` must be 0: no row lost or doubled
+    by slicing the files into days), the rows of each file (``rows_written.<file>``), rows
+    the reader could not read (``read_errors.<reason>``, kept for ``clean`` to reject),
+    rows ``clean`` will drop by their event name (``dropped_names.<name>``) and rows that
+    repeat another row of their file exactly (``duplicate_rows``). A file is named by its
+    path under the input's ``root``."""
+    name = table.name
+    columns = [c for c in raw.rows.columns if c not in (C.DT, C.SOURCE_FILE)]
+    # One job: identical rows of a file and day first, then each file's figures from them.
+    copies = F.col("copies")
+    measures = {"rows": F.sum(copies), "distinct_rows": F.count(F.lit(1))}
+    if C.READ_ERROR in columns:
+        for reason in C.READ_ERRORS:
+            measures[f"read_errors.{reason}"] = _sum_if(F.col(C.READ_ERROR) == reason, copies)
+    if C.RAW_EVENT in columns:
+        for dropped in drop_events:
+            measures[f"dropped_names.{dropped}"] = _sum_if(
+                F.trim(F.col(C.RAW_EVENT)) == dropped, copies
+            )
+    per_file = (
+        raw.rows.groupBy(C.DT, C.SOURCE_FILE, *columns)
+        .agg(F.count(F.lit(1)).alias("copies"))
+        .groupBy(C.DT, C.SOURCE_FILE)
+        .agg(*[m.alias(k) for k, m in measures.items()])
+        .collect()
+    )
+    checks: dict[dt.date, list[quality.Check]] = {}
+    for day in days.days:
+        mine = sorted((r for r in per_file if r[C.DT] == day), key=lambda r: r[C.SOURCE_FILE])
+        written = sum(int(r["rows"]) for r in mine)
+        distinct = sum(int(r["distinct_rows"]) for r in mine)
+        read = raw.rows_per_day.get(day, 0)
+        totals = {k: sum(int(r[k]) for r in mine) for k in measures if "." in k}
+        checks[day] = [
+            quality.measure(name, "rows_read", read),
+            quality.measure(name, "rows_written", written),
+            quality.equals(name, "unreconciled_rows", read - written, 0),
+            quality.measure(name, "files", len(mine)),
+            *[
+                quality.measure(name, f"rows_written.{_under(root, r[C.SOURCE_FILE])}", r["rows"])
+                for r in mine
+            ],
+            *[quality.measure(name, k, v) for k, v in sorted(totals.items())],
+            quality.measure(name, "duplicate_rows", written - distinct),
+        ]
+    return checks
+
+
+def _sum_if(condition: Column, value: Column) -> Column:
+    return F.sum(F.when(condition, value).otherwise(0))
+
+
+def _under(root: str, spark_path: str) -> str:
+    """A file's path under the input's root (its name when the root is the file)."""
+    name = local_name(spark_path)
+    base = local_name(root).rstrip("/")
+    inside = name.removeprefix(base + "/") if name.startswith(base + "/") else name
+    return inside if inside != name else name.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)

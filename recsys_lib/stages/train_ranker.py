@@ -70,7 +70,9 @@ from recsys_lib.runtime import tracking
 from recsys_lib.runtime.claims import waiting
 from recsys_lib.runtime.faults import fault_point
 from recsys_lib.runtime.spark import concurrently
+from recsys_lib.warehouse import quality
 from recsys_lib.warehouse.storage import (
+    Scope,
     read_partition,
     read_window,
     table_version,
@@ -84,7 +86,9 @@ from recsys_lib.warehouse.tables import (
     ITEM_FEATURES,
     MODEL_EVALUATION,
     POPULAR_ITEMS,
+    QUALITY_CHECKS,
     TRAINING_SAMPLES,
+    TableContract,
 )
 
 log = logging.getLogger(__name__)
@@ -357,6 +361,7 @@ def train_ranker(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
     present = sorted(set(samples[C.DT]))
     log.info("training samples: %d rows in label days %s", len(samples), present)
     figures: dict[str, float] = {"sample_rows": float(len(samples)), "label_days": len(present)}
+    checks = sample_checks(settings, samples, valid_day, holdout_day)
     features = list(C.RANKING_FEATURES)
     with tracking.stage_run(settings, STAGE, run_date) as run:
         log_inputs(spark, settings, train_days, valid_day, holdout_day)
@@ -384,15 +389,19 @@ def train_ranker(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
             )
             mlflow.set_tag("recsys.ranker", "not trained: too few label days")
             figures["trained"] = 0.0
+            record_checks(spark, settings, run_date, [*checks, _trained(settings, False)])
             return figures
         train = samples[samples[C.DT] < valid_day]
         valid = samples[samples[C.DT] == valid_day]
         holdout = samples[samples[C.DT] == holdout_day]
         trained = train_variants(train, valid, settings)
         k = max(ranker_settings.eval_k)
-        model_lists = [
-            top_lists(holdout, r.predict(holdout), v, k) for v, (r, _) in trained.items()
-        ]
+        scores = {v: r.predict(holdout) for v, (r, _) in trained.items()}
+        checks += [_trained(settings, True), *score_checks(settings, scores)]
+        if any(not c.passed for c in checks):
+            record_checks(spark, settings, run_date, checks)
+            quality.raise_on_failure(checks)  # before a model is registered or evaluated
+        model_lists = [top_lists(holdout, scores[v], v, k) for v in trained]
         if champion is not None and set(champion.ranker.features) <= set(holdout.columns):
             model_lists.append(top_lists(holdout, champion.ranker.predict(holdout), CHAMPION, k))
         evaluation = holdout_figures(spark, settings, holdout_day, pd.concat(model_lists))
@@ -421,18 +430,13 @@ def train_ranker(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
         mlflow.log_metrics(
             {f"{TRAIN_SECONDS}.{v}": t[TRAIN_SECONDS] for v, (_, t) in trained.items()}
         )
-        write_partitions(
-            spark,
-            settings,
-            [
-                (
-                    MODEL_EVALUATION,
-                    evaluation_frame(spark, MODEL_NAME, evaluation, run_date),
-                    {C.MODEL: MODEL_NAME},
-                )
-            ],
-            run_date,
+        checks += gate_checks(settings, new_ndcg, champion_ndcg, baseline, promoted)
+        evaluated = (
+            MODEL_EVALUATION,
+            evaluation_frame(spark, MODEL_NAME, evaluation, run_date),
+            {C.MODEL: MODEL_NAME},
         )
+        record_checks(spark, settings, run_date, checks, [evaluated])
     for variant, (_, training) in trained.items():
         figures[f"{variant}.{TRAIN_SECONDS}"] = training[TRAIN_SECONDS]
     figures.update(
@@ -444,6 +448,88 @@ def train_ranker(spark: SparkSession, settings: Settings, run_date: dt.date) -> 
         }
     )
     return figures
+
+
+# ---------------------------------------------------------------- checks
+
+
+def sample_checks(
+    settings: Settings, samples: pd.DataFrame, valid_day: dt.date, holdout_day: dt.date
+) -> list[quality.Check]:
+    """What the ranker learns from, in ``ops.quality_checks`` under the registered model's
+    name: the rows collected (within ``ranker.max_training_rows``), the label days present,
+    and the rows and groups (user x label day with a positive) of training, validation and
+    holdout."""
+    name = settings.ranker.registered_model
+    day = samples[C.DT]
+    parts = {
+        "train": samples[day < valid_day],
+        "validation": samples[day == valid_day],
+        "holdout": samples[day == holdout_day],
+    }
+    return [
+        quality.at_most(name, "sample_rows", len(samples), settings.ranker.max_training_rows),
+        quality.measure(name, "label_days", day.nunique()),
+        *[quality.measure(name, f"rows.{part}", len(frame)) for part, frame in parts.items()],
+        *[
+            quality.measure(name, f"groups.{part}", frame[C.GROUP].nunique())
+            for part, frame in parts.items()
+        ],
+    ]
+
+
+def _trained(settings: Settings, trained: bool) -> quality.Check:
+    return quality.measure(settings.ranker.registered_model, "trained", float(trained))
+
+
+def score_checks(settings: Settings, scores: dict[str, np.ndarray]) -> list[quality.Check]:
+    """A contract: every variant scores every holdout sample with a finite number (a model
+    that diverged is neither registered nor evaluated)."""
+    name = settings.ranker.registered_model
+    return [
+        quality.equals(name, f"non_finite_scores.{variant}", int((~np.isfinite(s)).sum()), 0)
+        for variant, s in scores.items()
+    ]
+
+
+def gate_checks(
+    settings: Settings,
+    new_ndcg: float,
+    champion_ndcg: float | None,
+    baseline: Baseline | None,
+    promoted: bool,
+) -> list[quality.Check]:
+    """The gate's figures and decision: the new ranker's holdout NDCG@``gate_k`` against the
+    bar it had to reach (the champion's minus the tolerance, or the best order without a
+    model), ``passed`` when it was promoted. Not promoting is the gate's answer, not a
+    failure of the stage."""
+    ranker = settings.ranker
+    name, k = ranker.registered_model, ranker.gate_k
+    if champion_ndcg is not None:
+        bar: float | None = champion_ndcg - ranker.champion_tolerance
+    else:
+        bar = baseline.ndcg if baseline is not None else None
+    return [
+        quality.Check(name, f"gate.ndcg@{k}", float(new_ndcg), bar, promoted),
+        quality.measure(name, "gate.promoted", float(promoted)),
+    ]
+
+
+def record_checks(
+    spark: SparkSession,
+    settings: Settings,
+    run_date: dt.date,
+    checks: Sequence[quality.Check],
+    writes: Sequence[tuple[TableContract, DataFrame, Scope]] = (),
+) -> None:
+    """The stage's checks in ``ops.quality_checks`` (its slice: the registered model's name),
+    committed with ``writes``."""
+    recorded = (
+        QUALITY_CHECKS,
+        quality.checks_frame(spark, checks, run_date),
+        {C.TABLE_NAME: (settings.ranker.registered_model,)},
+    )
+    write_partitions(spark, settings, [*writes, recorded], run_date)
 
 
 def log_inputs(

@@ -727,7 +727,12 @@ QUALITY_CHECKS = TableContract(
     grain="table x check x run date: the measured value, its threshold and the verdict",
     columns=(
         _DT,
-        Column(C.TABLE_NAME, T.StringType(), "table the check is about", False),
+        Column(
+            C.TABLE_NAME,
+            T.StringType(),
+            "table the check is about (train_ranker's checks: the registered ranker's name)",
+            False,
+        ),
         Column(C.CHECK_NAME, T.StringType(), "name of the check", False),
         Column(C.VALUE, T.DoubleType(), "measured value", False),
         Column(C.THRESHOLD, T.DoubleType(), "limit the value is compared with, if any"),

@@ -183,14 +183,29 @@ def assert_thin_path(
     assert stats["deepest"] <= cand.thin_max_per_user
 
 
-def assert_reconciled(spark: SparkSession, settings: Settings, day: dt.date) -> dict[str, float]:
-    checks = {
-        r[C.CHECK_NAME]: r[C.VALUE]
+def recorded_checks(
+    spark: SparkSession, settings: Settings, day: dt.date, table: str
+) -> dict[str, tuple[float, float | None, bool]]:
+    """The day's checks of ``table`` in ``ops.quality_checks``: (value, threshold, passed)."""
+    return {
+        r[C.CHECK_NAME]: (r[C.VALUE], r[C.THRESHOLD], r[C.PASSED])
         for r in read_table(spark, settings, QUALITY_CHECKS)
-        .filter((F.col(C.DT) == day) & (F.col(C.TABLE_NAME) == CLEAN_EVENTS.name))
+        .filter((F.col(C.DT) == day) & (F.col(C.TABLE_NAME) == table))
         .collect()
     }
+
+
+def assert_reconciled(spark: SparkSession, settings: Settings, day: dt.date) -> dict[str, float]:
+    """Every row ingest read was written and every raw row is accounted for by clean, as
+    both stages recorded in ``ops.quality_checks``."""
+    checks = {
+        k: v for k, (v, _, _) in recorded_checks(spark, settings, day, CLEAN_EVENTS.name).items()
+    }
+    ingested = recorded_checks(spark, settings, day, RAW_EVENTS.name)
     raw = read_table(spark, settings, RAW_EVENTS).filter(F.col(C.DT) == day).count()
+    assert ingested["rows_read"][0] == ingested["rows_written"][0] == raw
+    assert ingested["unreconciled_rows"] == (0, 0, True)
+    assert all(passed for _, _, passed in ingested.values())
     clean = read_table(spark, settings, CLEAN_EVENTS).filter(F.col(C.DT) == day).count()
     rejected = read_table(spark, settings, CLEAN_EVENTS_REJECTED).filter(F.col(C.DT) == day).count()
     assert raw > 0
@@ -300,6 +315,15 @@ def assert_ranked_by_the_champion(
         assert 0 <= figures[(C.RANKER, "ndcg", k)] <= 1
     full = figures[(C.RANKER, "train_rows", 0)]
     assert figures[(C.RANKER_SAMPLED, "train_rows", 0)] < full
+    # The stage's checks: what it trained on, finite scores, the gate's figures and decision.
+    checks = recorded_checks(spark, settings, day, settings.ranker.registered_model)
+    assert checks["trained"] == (1.0, None, True)
+    assert checks["rows.train"][0] == full and checks["groups.holdout"][0] > 0
+    assert checks["label_days"][0] >= 3
+    assert all(v == (0.0, 0.0, True) for n, v in checks.items() if n.startswith("non_finite"))
+    gate = checks[f"gate.ndcg@{settings.ranker.gate_k}"]
+    assert gate[0] == figures[(C.RANKER, "ndcg", settings.ranker.gate_k)]
+    assert checks["gate.promoted"][0] == figures[(C.RANKER, "promoted", 0)] == float(gate[2])
     return figures
 
 
@@ -315,6 +339,8 @@ def assert_ranker_declined(spark: SparkSession, settings: Settings, day: dt.date
         .first()
     )
     assert run is not None and run[C.FIGURES]["trained"] == 0.0
+    checks = recorded_checks(spark, settings, day, settings.ranker.registered_model)
+    assert checks["trained"] == (0.0, None, True) and checks["label_days"][0] < 3
     assert load_champion(settings) is None
     recs = read_table(spark, settings, USER_RECOMMENDATIONS).filter(F.col(C.DT) == day)
     assert [r[0] for r in recs.select(C.MODEL_VERSION).distinct().collect()] == ["union"]

@@ -15,7 +15,16 @@ from recsys_lib.evaluation import NDCG
 from recsys_lib.models.ranker import Ranker, fit_ranker, score_frame
 from recsys_lib.models.registry import Baseline, apply_gate, gate, load_champion, register
 from recsys_lib.runtime import tracking
-from recsys_lib.stages.train_ranker import best_baseline, label_days, top_lists, train_variants
+from recsys_lib.stages.train_ranker import (
+    best_baseline,
+    gate_checks,
+    label_days,
+    sample_checks,
+    score_checks,
+    top_lists,
+    train_variants,
+)
+from recsys_lib.warehouse.quality import QualityCheckError, raise_on_failure
 from tests.conftest import make_settings
 
 FEATURES = ["f1", "f2"]
@@ -70,6 +79,34 @@ def test_label_days_leave_validation_and_holdout_out_of_training() -> None:
     train, valid, holdout = label_days(dt.date(2026, 3, 10), 3)
     assert train == [dt.date(2026, 3, 6), dt.date(2026, 3, 7), dt.date(2026, 3, 8)]
     assert (valid, holdout) == (dt.date(2026, 3, 9), dt.date(2026, 3, 10))
+
+
+def test_the_stage_s_checks_name_its_samples_scores_and_gate(tmp_path) -> None:
+    settings = make_settings(tmp_path)
+    days = [dt.date(2026, 3, d) for d in (7, 8, 9, 10)]
+    samples = _samples(1, groups=8).assign(**{C.DT: np.repeat(days, 20)})
+    checks = {c.name: c for c in sample_checks(settings, samples, days[2], days[3])}
+    assert checks["sample_rows"].value == 80 and checks["sample_rows"].passed
+    assert checks["sample_rows"].threshold == settings.ranker.max_training_rows
+    assert checks["label_days"].value == 4
+    assert [checks[f"rows.{p}"].value for p in ("train", "validation", "holdout")] == [40, 20, 20]
+    assert checks["groups.holdout"].value == 2
+    assert {c.table for c in checks.values()} == {settings.ranker.registered_model}
+
+    fine = score_checks(settings, {C.RANKER: np.array([0.1, 2.0])})
+    raise_on_failure(fine)
+    diverged = score_checks(settings, {C.RANKER: np.array([0.1, np.nan, np.inf])})
+    with pytest.raises(QualityCheckError, match=r"non_finite_scores.ranker = 2"):
+        raise_on_failure(diverged)
+
+    k = settings.ranker.gate_k
+    tolerance = settings.ranker.champion_tolerance
+    kept, _ = gate_checks(settings, 0.29, 0.30, None, promoted=False)
+    assert (kept.name, kept.value, kept.threshold, kept.passed) == (
+        f"gate.ndcg@{k}", 0.29, pytest.approx(0.30 - tolerance), False
+    )
+    first, promoted = gate_checks(settings, 0.4, None, Baseline("popular", 0.35), promoted=True)
+    assert (first.threshold, first.passed, promoted.value) == (0.35, True, 1.0)
 
 
 def test_top_lists_rank_by_score_then_item() -> None:
