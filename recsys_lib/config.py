@@ -399,6 +399,9 @@ class ConcurrencySettings:
     heartbeat_seconds: float = 30.0  # a running claim's holder says it is alive this often
     stale_after_seconds: float = 180.0  # a claim without a heartbeat this long has lapsed
     wait_seconds: float = 600.0  # how long registering a ranker waits for another's turn
+    # How long a stage waits while an erasure or a maintenance task holds the warehouse
+    # alone, and how long such a task waits for the running stages to end.
+    turn_wait_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
 from recsys_lib.dates import DayRange
-from recsys_lib.runtime.claims import claimed, stage_keys
+from recsys_lib.runtime.claims import claimed, sharing, stage_keys
 from recsys_lib.runtime.logs import one_line
 from recsys_lib.transforms.privacy import require_key
 from recsys_lib.warehouse.storage import ensure_tables, read_table, write_partition
@@ -241,7 +241,8 @@ def run_stage(
         return run_stage_range(spark, settings, stage, DayRange.of(run_date), runs)[run_date]
     warm_up(settings, stage)
     ensure_tables(spark, settings)
-    with claimed(settings, stage_keys(stage, [run_date]), f"stage {stage} for {run_date}"):
+    what = f"stage {stage} for {run_date}"
+    with claimed(settings, stage_keys(stage, [run_date]), what), sharing(settings, what):
         check_history(spark, settings, stage, run_date, runs)
         figures, seconds = _call(spark, settings, spec, run_date)
     figures["seconds"] = seconds
@@ -266,7 +267,8 @@ def run_stage_range(
             f"stage {stage} reads a window ending on its own day; run it day by day "
             f"(ranged stages: {', '.join(RANGED_STAGES)})"
         )
-    with claimed(settings, stage_keys(stage, days.days), f"stage {stage} for {days}"):
+    what = f"stage {stage} for {days}"
+    with claimed(settings, stage_keys(stage, days.days), what), sharing(settings, what):
         by_day, seconds = _call(spark, settings, spec, days)
     for figures in by_day.values():
         figures["seconds"] = seconds / len(days)

@@ -15,11 +15,22 @@ process is gone, so a rerun after a kill proceeds.
 
 Some claims are waited for instead (:func:`waiting`): two nights' ``train_ranker`` may run
 at once, but registering a version and moving the alias ``champion`` go one at a time.
+
+One writer per table, on every store and across every DAG and command:
+
+- each commit to a table holds that table's lock (:func:`table_lock`): a ``flock`` on a local
+  disk, the waited-for claim ``tables/<table>`` on S3, where Delta's own log store keeps
+  writers apart only within one JVM;
+- a stage run holds a share of the warehouse (:func:`sharing`), and an erasure or a
+  maintenance task holds it alone (:func:`alone`): it waits for the running stages to end,
+  and stages that start meanwhile wait for it. So an erasure never meets a stage that has
+  read a user's rows and not yet written them back.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -81,6 +92,7 @@ class Store(Protocol):
     def read(self, key: str) -> bytes | None: ...
     def write(self, key: str, data: bytes) -> None: ...
     def delete(self, key: str) -> None: ...
+    def keys(self, prefix: str) -> list[str]: ...
     def where(self, key: str) -> str: ...
     def exclusive(self, key: str) -> AbstractContextManager[None]: ...
 
@@ -129,17 +141,21 @@ class LocalStore:
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
 
+    def keys(self, prefix: str) -> list[str]:
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return []
+        return sorted(f"{prefix}/{p.name}" for p in folder.iterdir() if not p.name.startswith("."))
+
 
 class S3Store:
     """Claims as objects of an S3 bucket (a conditional PUT is create-if-absent)."""
 
     def __init__(self, uri: str, endpoint: str | None) -> None:
-        import boto3
-
         _, _, rest = uri.partition("://")
         self.bucket, _, prefix = rest.partition("/")
         self.prefix = prefix.rstrip("/")
-        self.client = boto3.client("s3", endpoint_url=endpoint or None)
+        self.client = _s3_client(endpoint or None)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -178,11 +194,28 @@ class S3Store:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
+    def keys(self, prefix: str) -> list[str]:
+        start = self._key(prefix) + "/"
+        found: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=start
+        ):
+            found += [f"{prefix}/{o['Key'][len(start) :]}" for o in page.get("Contents", [])]
+        return sorted(found)
+
     def exclusive(self, key: str) -> AbstractContextManager[None]:
         # No lock across machines: a takeover of a lapsed claim by two runs within the same
         # second could let both through; S3 needs Delta's DynamoDB log store for several
         # writers anyway (docs/operations.md, "Concurrent runs").
         return nullcontext()
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(endpoint: str | None) -> Any:
+    """One client per endpoint and process (a claim per commit would make one each)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint)
 
 
 def _claims_root(settings: Settings) -> tuple[str, Path | None]:
@@ -354,27 +387,144 @@ def claimed(settings: Settings, keys: Sequence[str], what: str) -> Iterator[None
         raise _lost(claim)
 
 
+POLL_SECONDS = 1.0  # how often a waiting run looks again
+
+
 @contextmanager
-def waiting(settings: Settings, key: str, what: str) -> Iterator[None]:
-    """Hold the claim ``key`` for the block, waiting (up to ``concurrency.wait_seconds``)
-    while another run holds it."""
+def waiting(
+    settings: Settings, key: str, what: str, wait_seconds: float | None = None
+) -> Iterator[None]:
+    """Hold the claim ``key`` for the block, waiting (up to ``wait_seconds``, by default
+    ``concurrency.wait_seconds``) while another run holds it."""
     if not settings.concurrency.claims:
         yield
         return
-    deadline = time.monotonic() + settings.concurrency.wait_seconds
-    while True:
-        claim = Claim(settings, [key], what)
-        try:
-            claim.take()
-            break
-        except ClaimError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(1.0)
+    claim = _take_waiting(settings, key, what, wait_seconds)
     try:
         yield
     finally:
         claim.release()
+    if claim.lost:
+        raise _lost(claim)
+
+
+def _take_waiting(settings: Settings, key: str, what: str, wait_seconds: float | None) -> Claim:
+    limit = settings.concurrency.wait_seconds if wait_seconds is None else wait_seconds
+    deadline = time.monotonic() + limit
+    told = False
+    while True:
+        claim = Claim(settings, [key], what)
+        try:
+            claim.take()
+            return claim
+        except ClaimError as exc:
+            if time.monotonic() >= deadline:
+                raise ClaimError(f"{what}: waited {limit:.0f}s for its turn: {exc}") from None
+            if not told:
+                log.info("%s waits for its turn: %s", what, exc)
+                told = True
+            time.sleep(POLL_SECONDS)
+
+
+WAREHOUSE_ALONE = "warehouse/alone"  # held by a run that needs the warehouse to itself
+WAREHOUSE_SHARES = "warehouse/shares"  # one claim per stage run that writes beside others
+
+
+def _alone_holder(store: Store, settings: Settings) -> Holder | None:
+    """The live holder of the warehouse alone, if any."""
+    raw = store.read(WAREHOUSE_ALONE)
+    if raw is None:
+        return None
+    holder = Holder.decode(raw)
+    if lapsed(holder, time.time(), settings.concurrency.stale_after_seconds):
+        return None
+    return holder
+
+
+@contextmanager
+def sharing(settings: Settings, what: str) -> Iterator[None]:
+    """Hold a share of the warehouse for the block: a stage run, which writes its own slices
+    beside other stage runs. While an erasure or a maintenance task holds the warehouse
+    :func:`alone`, wait (up to ``concurrency.turn_wait_seconds``) for it to end."""
+    if not settings.concurrency.claims:
+        yield
+        return
+    store = store_of(settings)
+    limit = settings.concurrency.turn_wait_seconds
+    deadline = time.monotonic() + limit
+    told = False
+    while True:
+        holder = _alone_holder(store, settings)
+        if holder is None:
+            share = Claim(settings, [f"{WAREHOUSE_SHARES}/{uuid.uuid4().hex}"], what)
+            share.take()
+            # Taken first, then looked again: a run that took the warehouse alone meanwhile
+            # is waiting for this share to go, so give it back and wait for that run.
+            holder = _alone_holder(store, settings)
+            if holder is None:
+                break
+            share.release()
+        if time.monotonic() >= deadline:
+            raise ClaimError(
+                f"{what}: the warehouse was held alone by {holder.describe(time.time())} "
+                f"for longer than concurrency.turn_wait_seconds ({limit:.0f}s)"
+            )
+        if not told:
+            log.info("%s waits while %s holds the warehouse alone", what, holder.what)
+            told = True
+        time.sleep(POLL_SECONDS)
+    try:
+        yield
+    finally:
+        share.release()
+    if share.lost:
+        raise _lost(share)
+
+
+@contextmanager
+def alone(settings: Settings, what: str) -> Iterator[None]:
+    """Hold the warehouse alone for the block (an erasure, a maintenance task): take the
+    claim ``warehouse/alone`` (waiting for another such run), then wait for every running
+    stage's share to be given back; stage runs that start meanwhile wait for this one.
+    Waits at most ``concurrency.turn_wait_seconds`` in all."""
+    if not settings.concurrency.claims:
+        yield
+        return
+    limit = settings.concurrency.turn_wait_seconds
+    started = time.monotonic()
+    claim = _take_waiting(settings, WAREHOUSE_ALONE, what, limit)
+    try:
+        _wait_for_shares(store_of(settings), settings, what, started + limit)
+        yield
+    finally:
+        claim.release()
+    if claim.lost:
+        raise _lost(claim)
+
+
+def _wait_for_shares(store: Store, settings: Settings, what: str, deadline: float) -> None:
+    """Return once no live share of the warehouse is left (a lapsed one, of a killed run, is
+    deleted); :class:`ClaimError` at ``deadline``."""
+    told = False
+    while True:
+        live = []
+        for key in store.keys(WAREHOUSE_SHARES):
+            holder = Holder.decode(store.read(key) or b"")
+            if lapsed(holder, time.time(), settings.concurrency.stale_after_seconds):
+                store.delete(key)
+            elif holder is not None:
+                live.append(holder)
+        if not live:
+            return
+        if time.monotonic() >= deadline:
+            raise ClaimError(
+                f"{what}: {live[0].describe(time.time())} still writes after "
+                f"concurrency.turn_wait_seconds ({settings.concurrency.turn_wait_seconds:.0f}s)"
+            )
+        if not told:
+            log.info("%s waits for %d running stage(s): %s", what, len(live), live[0].what)
+            told = True
+        time.sleep(POLL_SECONDS)
 
 
 def stage_keys(stage: str, days: Sequence[Any]) -> list[str]:
@@ -384,18 +534,20 @@ def stage_keys(stage: str, days: Sequence[Any]) -> list[str]:
 
 @contextmanager
 def table_lock(settings: Settings, table: str) -> Iterator[None]:
-    """Hold the commit lock of ``table`` for the block (waiting for it), on a local
-    warehouse.
+    """Hold the commit lock of ``table`` for the block, waiting for it.
 
-    Delta's log store for local paths keeps two writers of one table apart only within one
-    JVM: two processes committing the same version at once can leave a log file of one and
-    a checksum of the other. Runs on one machine therefore take this lock (``flock`` on
-    ``<warehouse>/_claims/.locks/tables/<table>.lock``) around each write of a table, so their
-    commits follow each other and Delta's conflict checks see every earlier commit. On S3,
-    several writers need Delta's DynamoDB log store (docs/operations.md); no lock here."""
+    Delta's log stores for local paths and for S3 (``S3SingleDriverLogStore``) keep two
+    writers of one table apart only within one JVM: two processes committing the same
+    version at once can leave a log file of one and a checksum of the other, or on S3 one
+    commit written over the other. Every write of a table therefore holds this lock, so the
+    commits of all processes and hosts follow each other and Delta's conflict checks see
+    every earlier commit: a ``flock`` of ``<warehouse>/_claims/.locks/tables/<table>.lock``
+    on a local disk, the claim ``tables/<table>`` (waited for up to
+    ``concurrency.wait_seconds``) on S3."""
     _, local = _claims_root(settings)
     if local is None:
-        yield
+        with waiting(settings, f"tables/{table}", f"a write of {table}"):
+            yield
         return
     with _flock(local / ".locks" / "tables" / f"{table}.lock"):
         yield

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from recsys_lib import constants as C
 from recsys_lib.config import Settings
 from recsys_lib.models import als
-from recsys_lib.runtime.claims import table_lock
+from recsys_lib.runtime.claims import alone, table_lock
 from recsys_lib.transforms.privacy import hmac_sha256_hex, pseudonym_key
 from recsys_lib.warehouse import maintenance, serving
 from recsys_lib.warehouse.storage import append_rows, read_table, table_path, table_version
@@ -59,6 +59,15 @@ def erase_users(
     ids = sorted({raw.strip(" ") for raw in raw_ids if raw.strip()})
     if not ids:
         raise ValueError("no user ids to erase")
+    # Alone: no stage may hold a user's rows in flight while they are erased (it would write
+    # them back), and stages that start meanwhile wait for the erasure.
+    with alone(settings, f"{STAGE} for {run_date}"):
+        return _erase(spark, settings, ids, run_date)
+
+
+def _erase(
+    spark: SparkSession, settings: Settings, ids: list[str], run_date: dt.date
+) -> dict[str, float]:
     hashed = pseudonyms(settings, ids)
     erasure_id = uuid.uuid4().hex
     rows: dict[str, int] = {}

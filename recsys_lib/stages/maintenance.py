@@ -6,6 +6,9 @@
 - ``vacuum``: VACUUM every table with ``maintenance.vacuum_retention_hours``;
 - ``clean_staging``: delete ``_staging/`` partitions older than ``staging_keep_days``;
 - ``prune_mlflow``: delete MLflow runs older than ``mlflow_keep_days`` that no alias needs.
+
+The three that touch tables hold the warehouse alone (``runtime.claims.alone``): each waits
+for the running stages to end, and stages that start meanwhile wait for it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pyspark.sql import SparkSession
 
 from recsys_lib.config import Settings
 from recsys_lib.dates import window
+from recsys_lib.runtime.claims import alone
 from recsys_lib.runtime.tracking import prune_runs
 from recsys_lib.warehouse import maintenance
 
@@ -25,7 +29,8 @@ Figures = dict[str, float]
 
 def compact(spark: SparkSession, settings: Settings, run_date: dt.date) -> Figures:
     days = window(run_date, settings.maintenance.compact_days)
-    done = maintenance.compact(spark, settings, days)
+    with alone(settings, f"maintenance compact for {run_date}"):
+        done = maintenance.compact(spark, settings, days)
     return {
         "tables": float(len(done)),
         "files_removed": float(sum(c.files_removed for c in done)),
@@ -34,12 +39,15 @@ def compact(spark: SparkSession, settings: Settings, run_date: dt.date) -> Figur
 
 
 def vacuum(spark: SparkSession, settings: Settings, run_date: dt.date) -> Figures:
-    deleted = maintenance.vacuum(spark, settings)
+    with alone(settings, f"maintenance vacuum for {run_date}"):
+        deleted = maintenance.vacuum(spark, settings)
     return {"tables": float(len(deleted)), "files_deleted": float(sum(deleted.values()))}
 
 
 def clean_staging(spark: SparkSession, settings: Settings, run_date: dt.date) -> Figures:
-    return {"partitions_deleted": float(len(maintenance.clean_staging(spark, settings, run_date)))}
+    with alone(settings, f"maintenance clean_staging for {run_date}"):
+        deleted = maintenance.clean_staging(spark, settings, run_date)
+    return {"partitions_deleted": float(len(deleted))}
 
 
 def prune_mlflow(spark: SparkSession | None, settings: Settings, run_date: dt.date) -> Figures:

@@ -121,5 +121,5 @@ def pseudonym_column(column: Column, key_variable: str) -> Column:
             yield pa.array(hmac_sha256_many(key, values.to_pylist()), pa.string())
 
     # An iterator of Arrow batches (its type hints say so): the key is read once a task.
-    udf: Any = F.arrow_udf(pseudonym, "string")  # type: ignore[attr-defined]
+    udf: Any = F.arrow_udf(pseudonym, "string")  # type: ignore[call-overload]
     return udf(column)

@@ -11,13 +11,14 @@ without a JVM."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import pickle
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-import boto3
 import polars as pl
 import pytest
 
@@ -27,12 +28,11 @@ from recsys_lib.devtools.generator import generate_shop
 from recsys_lib.devtools.local_cluster import local_cluster
 from recsys_lib.pipeline import HISTORY_STAGES, NIGHTLY
 from tests.conftest import REPO, TEST_KEY, make_settings
+from tests.deployment.conftest import BUCKET, CREDENTIALS, s3_client, s3_settings
 from tests.integration.helpers import SMALL_MODELS, shop_inputs, snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.deployment]
 
-BUCKET = "recsys-warehouse"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "recsys", "AWS_SECRET_ACCESS_KEY": "recsys-secret"}
 
 # The driver: the same calls as the local night, then the warehouse's rows for comparison.
 DRIVER = """
@@ -55,24 +55,6 @@ def history_and_night(settings, first: dt.date, night: dt.date) -> None:
     run_days(settings, NIGHTLY, [night])
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """An S3-compatible server on 127.0.0.1 (moto's), with the warehouse bucket."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **{
-        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    })  # fmt: skip
-    client.create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-
-
 def test_a_night_on_a_cluster_with_an_s3_warehouse_equals_the_local_night(
     spark, tmp_path, s3_endpoint
 ) -> None:
@@ -84,10 +66,7 @@ def test_a_night_on_a_cluster_with_an_s3_warehouse_equals_the_local_night(
     history_and_night(local, shop.first_day, shop.last_day)
     local_seconds = time.perf_counter() - started
     expected = snapshot(spark, local, file_names=True)
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **{
-        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    })  # fmt: skip
+    client = s3_client(s3_endpoint)
     for file in sorted(shop.out_dir.rglob("*.csv")):
         client.upload_file(str(file), BUCKET, f"shop/{file.relative_to(shop.out_dir)}")
     remote_inputs = {
@@ -96,13 +75,7 @@ def test_a_night_on_a_cluster_with_an_s3_warehouse_equals_the_local_night(
         "INPUT__CATEGORY_TREE_PATH": f"s3a://{BUCKET}/shop/category_tree.csv",
     }
 
-    s3 = {
-        "PATHS__WAREHOUSE": f"s3a://{BUCKET}/warehouse",
-        "SPARK__CONF__spark.hadoop.fs.s3a.endpoint": s3_endpoint,
-        "SPARK__CONF__spark.hadoop.fs.s3a.endpoint.region": "us-east-1",
-        "SPARK__CONF__spark.hadoop.fs.s3a.path.style.access": "true",
-        "SPARK__CONF__spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
-    }
+    s3 = s3_settings(s3_endpoint, "warehouse")
     # The workers get the object store's credentials and the pseudonym key in their own
     # environment, as a deployment gives them: the executors hash the ids with it.
     workers = {**CREDENTIALS, "RECSYS_PSEUDONYM_KEY": TEST_KEY}
@@ -163,3 +136,12 @@ def test_a_night_on_a_cluster_with_an_s3_warehouse_equals_the_local_night(
         f"s3://{BUCKET}/warehouse/recs/user_recommendations", storage_options=storage
     )
     assert recs.height == len(expected["recs.user_recommendations"]) > 0
+    # So does `recsys query`, with the endpoint of the settings and the AWS_* credentials.
+    answer = subprocess.run(
+        [str(Path(sys.executable).parent / "recsys"), "query", "--format", "json",
+         "SELECT count(*) AS n, count(DISTINCT user_id) AS users FROM recs.user_recommendations"],
+        env={k: v for k, v in environ.items() if not k.startswith("RECSYS__SPARK__MASTER")},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)[0]["n"] == recs.height

@@ -14,10 +14,14 @@ from pathlib import Path
 import pytest
 
 from recsys_lib.runtime.claims import (
+    WAREHOUSE_ALONE,
+    WAREHOUSE_SHARES,
     Claim,
     ClaimError,
     Holder,
+    alone,
     claimed,
+    sharing,
     stage_keys,
     store_of,
     table_lock,
@@ -182,3 +186,94 @@ def test_a_run_that_lost_its_claim_fails_when_it_ends(tmp_path) -> None:
             store_of(settings).write("clean/2026-10-14", other.encode())
             time.sleep(0.3)
     assert Holder.decode(store_of(settings).read("clean/2026-10-14") or b"") == other
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_an_erasure_waits_for_running_stages_and_later_stages_wait_for_it(
+    tmp_path, store, request
+) -> None:
+    overrides = {}
+    if store == "s3":
+        request.getfixturevalue("local_s3").create_bucket(Bucket="lake")
+        overrides["PATHS__WAREHOUSE"] = "s3a://lake/warehouse"
+    settings = _settings(tmp_path, **overrides)
+    order: list[str] = []
+    stage_running, erasure_waiting = threading.Event(), threading.Event()
+
+    def stage() -> None:
+        with sharing(settings, "stage clean for D"):
+            stage_running.set()
+            erasure_waiting.wait(5)
+            time.sleep(0.3)
+            order.append("clean ends")
+
+    def erasure() -> None:
+        stage_running.wait(5)
+        erasure_waiting.set()
+        with alone(settings, "erase_user for D"):
+            order.append("erasure")
+            time.sleep(0.5)
+            order.append("erasure ends")
+
+    threads = [threading.Thread(target=stage), threading.Thread(target=erasure)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while store_of(settings).read(WAREHOUSE_ALONE) is None:  # the erasure took its claim
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with sharing(settings, "stage aggregate for D"):  # started while the erasure waits
+        order.append("aggregate")
+    for thread in threads:
+        thread.join()
+    assert order == ["clean ends", "erasure", "erasure ends", "aggregate"]
+    assert store_of(settings).keys(WAREHOUSE_SHARES) == []  # every share given back
+    assert store_of(settings).read(WAREHOUSE_ALONE) is None
+
+
+def test_a_killed_stage_s_share_does_not_hold_up_an_erasure(tmp_path) -> None:
+    settings = _settings(tmp_path, CONCURRENCY__TURN_WAIT_SECONDS="0")
+    _plant(settings, f"{WAREHOUSE_SHARES}/killed", pid=2**22 + 7)  # no such process here
+    with alone(settings, "erase_user"):
+        pass
+    assert store_of(settings).keys(WAREHOUSE_SHARES) == []
+
+
+def test_waiting_for_the_warehouse_has_a_limit_that_names_the_holder(tmp_path) -> None:
+    settings = _settings(tmp_path, CONCURRENCY__TURN_WAIT_SECONDS="0")
+    _plant(settings, f"{WAREHOUSE_SHARES}/live", pid=1, host="worker-2")
+    with pytest.raises(ClaimError, match="stage clean on worker-2, process 1.*still writes"):  # noqa: SIM117
+        with alone(settings, "erase_user"):
+            pass
+    assert store_of(settings).read(WAREHOUSE_ALONE) is None  # given back
+    store_of(settings).delete(f"{WAREHOUSE_SHARES}/live")
+    _plant(settings, WAREHOUSE_ALONE, pid=1, host="worker-2")
+    with pytest.raises(ClaimError, match="held alone by stage clean on worker-2"):  # noqa: SIM117
+        with sharing(settings, "stage aggregate"):
+            pass
+    assert store_of(settings).keys(WAREHOUSE_SHARES) == []
+
+
+def test_commits_to_one_table_on_s3_follow_each_other(tmp_path, local_s3) -> None:
+    local_s3.create_bucket(Bucket="lake")
+    settings = _settings(tmp_path, PATHS__WAREHOUSE="s3a://lake/warehouse")
+    holding = threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with table_lock(settings, "clean.events"):
+            holding.set()
+            assert store_of(settings).read("tables/clean.events") is not None
+            time.sleep(0.5)
+            order.append("first commit")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    holding.wait(5)
+    with table_lock(settings, "clean.events.other"):
+        order.append("another table")  # no wait
+    with table_lock(settings, "clean.events"):
+        order.append("second commit")
+    thread.join()
+    assert order == ["another table", "first commit", "second commit"]
+    assert store_of(settings).read("tables/clean.events") is None

@@ -103,7 +103,10 @@ def test_the_stage_s_checks_name_its_samples_scores_and_gate(tmp_path) -> None:
     tolerance = settings.ranker.champion_tolerance
     kept, _ = gate_checks(settings, 0.29, 0.30, None, promoted=False)
     assert (kept.name, kept.value, kept.threshold, kept.passed) == (
-        f"gate.ndcg@{k}", 0.29, pytest.approx(0.30 - tolerance), False
+        f"gate.ndcg@{k}",
+        0.29,
+        pytest.approx(0.30 - tolerance),
+        False,
     )
     first, promoted = gate_checks(settings, 0.4, None, Baseline("popular", 0.35), promoted=True)
     assert (first.threshold, first.passed, promoted.value) == (0.35, True, 1.0)
