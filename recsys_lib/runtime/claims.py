@@ -205,8 +205,7 @@ class S3Store:
 
     def exclusive(self, key: str) -> AbstractContextManager[None]:
         # No lock across machines: a takeover of a lapsed claim by two runs within the same
-        # second could let both through; S3 needs Delta's DynamoDB log store for several
-        # writers anyway (docs/operations.md, "Concurrent runs").
+        # moment could let both through (docs/operations.md, "Concurrent runs", Limits).
         return nullcontext()
 
 
@@ -301,14 +300,10 @@ class Claim:
         raise ClaimError(f"claim {self.store.where(key)} keeps changing hands; try again")
 
     def take(self) -> None:
-        """Take every key or none: on a held key (or an error), give back those taken."""
-        try:
-            held = self._take_all()
-        except BaseException:
-            self.release()
-            raise
+        """Take every key or none: on a held key (or an error), give back those taken and
+        raise :class:`ClaimError` naming the holder."""
+        held = self.try_take()
         if held is not None:
-            self.release()
             key, holder = held
             raise ClaimError(
                 f"{self.holder.what}: {key} is being run by {holder.describe(time.time())}. "
@@ -317,8 +312,21 @@ class Claim:
                 f"{self.limits.stale_after_seconds:.0f}s after its last heartbeat "
                 f"(concurrency.stale_after_seconds), or delete {self.store.where(key)}."
             )
+
+    def try_take(self) -> tuple[str, Holder] | None:
+        """Take every key and keep them alive, or none: then the first held key and its
+        live holder (the keys taken are given back)."""
+        try:
+            held = self._take_all()
+        except BaseException:
+            self.release()
+            raise
+        if held is not None:
+            self.release()
+            return held
         self._beat = threading.Thread(target=self._heartbeat, name="recsys-claim", daemon=True)
         self._beat.start()
+        return None
 
     def _take_all(self) -> tuple[str, Holder] | None:
         """Take the keys in order; the first held one and its holder, if any."""
@@ -414,16 +422,16 @@ def _take_waiting(settings: Settings, key: str, what: str, wait_seconds: float |
     told = False
     while True:
         claim = Claim(settings, [key], what)
-        try:
-            claim.take()
+        held = claim.try_take()
+        if held is None:
             return claim
-        except ClaimError as exc:
-            if time.monotonic() >= deadline:
-                raise ClaimError(f"{what}: waited {limit:.0f}s for its turn: {exc}") from None
-            if not told:
-                log.info("%s waits for its turn: %s", what, exc)
-                told = True
-            time.sleep(POLL_SECONDS)
+        taken_by = f"{claim.store.where(key)} is held by {held[1].describe(time.time())}"
+        if time.monotonic() >= deadline:
+            raise ClaimError(f"{what}: waited {limit:.0f}s for its turn; {taken_by}")
+        if not told:
+            log.info("%s waits for its turn: %s", what, taken_by)
+            told = True
+        time.sleep(POLL_SECONDS)
 
 
 WAREHOUSE_ALONE = "warehouse/alone"  # held by a run that needs the warehouse to itself

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_lib import constants as C
@@ -75,31 +75,27 @@ def ingest_checks(
     drop_events: tuple[str, ...] = (),
     root: str = "",
 ) -> dict[dt.date, list[quality.Check]]:
-    """What ``ingest`` read and will write for each day, from one pass over the rows it
+    """What ``ingest`` read and will write for each day, from one aggregate over the rows it
     writes: ``rows_read`` (what the input's files hold for the day, counted as they were
     read) against ``rows_written`` (``unreconciled_rows`` must be 0: no row lost or doubled
     by slicing the files into days), the rows of each file (``rows_written.<file>``), rows
-    the reader could not read (``read_errors.<reason>``, kept for ``clean`` to reject),
-    rows ``clean`` will drop by their event name (``dropped_names.<name>``) and rows that
-    repeat another row of their file exactly (``duplicate_rows``). A file is named by its
-    path under the input's ``root``."""
+    the reader could not read (``read_errors.<reason>``, kept for ``clean`` to reject) and
+    rows ``clean`` will drop by their event name (``dropped_names.<name>``). A file is
+    named by its path under the input's ``root``. Duplicates are ``clean``'s to count
+    (``duplicate_rows`` of ``clean.events``), in the pass that removes them: counting exact
+    copies here too took a shuffle of every row (docs/benchmarks.md, issue 40)."""
     name = table.name
-    columns = [c for c in raw.rows.columns if c not in (C.DT, C.SOURCE_FILE)]
-    # One job: identical rows of a file and day first, then each file's figures from them.
-    copies = F.col("copies")
-    measures = {"rows": F.sum(copies), "distinct_rows": F.count(F.lit(1))}
+    columns = raw.rows.columns
+    measures = {"rows": F.count(F.lit(1))}
     if C.READ_ERROR in columns:
         for reason in C.READ_ERRORS:
-            measures[f"read_errors.{reason}"] = _sum_if(F.col(C.READ_ERROR) == reason, copies)
+            measures[f"read_errors.{reason}"] = F.count(F.when(F.col(C.READ_ERROR) == reason, 1))
     if C.RAW_EVENT in columns:
+        event = F.trim(F.col(C.RAW_EVENT))
         for dropped in drop_events:
-            measures[f"dropped_names.{dropped}"] = _sum_if(
-                F.trim(F.col(C.RAW_EVENT)) == dropped, copies
-            )
+            measures[f"dropped_names.{dropped}"] = F.count(F.when(event == dropped, 1))
     per_file = (
-        raw.rows.groupBy(C.DT, C.SOURCE_FILE, *columns)
-        .agg(F.count(F.lit(1)).alias("copies"))
-        .groupBy(C.DT, C.SOURCE_FILE)
+        raw.rows.groupBy(C.DT, C.SOURCE_FILE)
         .agg(*[m.alias(k) for k, m in measures.items()])
         .collect()
     )
@@ -107,7 +103,6 @@ def ingest_checks(
     for day in days.days:
         mine = sorted((r for r in per_file if r[C.DT] == day), key=lambda r: r[C.SOURCE_FILE])
         written = sum(int(r["rows"]) for r in mine)
-        distinct = sum(int(r["distinct_rows"]) for r in mine)
         read = raw.rows_per_day.get(day, 0)
         totals = {k: sum(int(r[k]) for r in mine) for k in measures if "." in k}
         checks[day] = [
@@ -120,13 +115,8 @@ def ingest_checks(
                 for r in mine
             ],
             *[quality.measure(name, k, v) for k, v in sorted(totals.items())],
-            quality.measure(name, "duplicate_rows", written - distinct),
         ]
     return checks
-
-
-def _sum_if(condition: Column, value: Column) -> Column:
-    return F.sum(F.when(condition, value).otherwise(0))
 
 
 def _under(root: str, spark_path: str) -> str:

@@ -121,7 +121,9 @@ def test_registering_waits_for_the_other_run(tmp_path) -> None:
     short = _settings(tmp_path, CONCURRENCY__WAIT_SECONDS="0")
     _plant(short, "registry/recsys-ranker", pid=1, host="elsewhere")
     with (
-        pytest.raises(ClaimError, match="registry/recsys-ranker is being run by"),
+        pytest.raises(
+            ClaimError, match="waited 0s for its turn; .*registry/recsys-ranker is held by"
+        ),
         waiting(short, "registry/recsys-ranker", "night 3"),
     ):
         pass
