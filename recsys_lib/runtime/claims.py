@@ -387,6 +387,14 @@ def claimed(settings: Settings, keys: Sequence[str], what: str) -> Iterator[None
         return
     claim = Claim(settings, keys, what)
     claim.take()
+    with _holding(claim):
+        yield
+
+
+@contextmanager
+def _holding(claim: Claim) -> Iterator[None]:
+    """The block under a claim taken: given back at its end; :class:`ClaimError` after it if
+    another run took the claim over meanwhile."""
     try:
         yield
     finally:
@@ -407,13 +415,8 @@ def waiting(
     if not settings.concurrency.claims:
         yield
         return
-    claim = _take_waiting(settings, key, what, wait_seconds)
-    try:
+    with _holding(_take_waiting(settings, key, what, wait_seconds)):
         yield
-    finally:
-        claim.release()
-    if claim.lost:
-        raise _lost(claim)
 
 
 def _take_waiting(settings: Settings, key: str, what: str, wait_seconds: float | None) -> Claim:
@@ -481,12 +484,8 @@ def sharing(settings: Settings, what: str) -> Iterator[None]:
             log.info("%s waits while %s holds the warehouse alone", what, holder.what)
             told = True
         time.sleep(POLL_SECONDS)
-    try:
+    with _holding(share):
         yield
-    finally:
-        share.release()
-    if share.lost:
-        raise _lost(share)
 
 
 @contextmanager
@@ -500,14 +499,9 @@ def alone(settings: Settings, what: str) -> Iterator[None]:
         return
     limit = settings.concurrency.turn_wait_seconds
     started = time.monotonic()
-    claim = _take_waiting(settings, WAREHOUSE_ALONE, what, limit)
-    try:
+    with _holding(_take_waiting(settings, WAREHOUSE_ALONE, what, limit)):
         _wait_for_shares(store_of(settings), settings, what, started + limit)
         yield
-    finally:
-        claim.release()
-    if claim.lost:
-        raise _lost(claim)
 
 
 def _wait_for_shares(store: Store, settings: Settings, what: str, deadline: float) -> None:

@@ -3,10 +3,14 @@ whole session, with the warehouse bucket, and the settings that put a warehouse 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
+
+from tests.conftest import REPO, TEST_KEY
 
 BUCKET = "recsys-warehouse"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "recsys", "AWS_SECRET_ACCESS_KEY": "recsys-secret"}
@@ -44,4 +48,23 @@ def s3_settings(endpoint: str, prefix: str) -> dict[str, str]:
         "SPARK__CONF__spark.hadoop.fs.s3a.endpoint.region": "us-east-1",
         "SPARK__CONF__spark.hadoop.fs.s3a.path.style.access": "true",
         "SPARK__CONF__spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+    }
+
+
+def driver_environ(home: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a driver process (a ``recsys`` command, a ``spark-submit``) whose
+    warehouse or input is on the S3 server: the object store's credentials and jars, the
+    tests' key, small memory; ``overrides`` as settings (``SECTION__KEY``)."""
+    return {
+        **os.environ,
+        **CREDENTIALS,
+        "RECSYS_HOME": str(home),
+        "RECSYS_CONF_DIR": str(REPO / "conf"),
+        "RECSYS_ENV": "local",
+        "RECSYS_PSEUDONYM_KEY": TEST_KEY,
+        "RECSYS__PATHS__JARS_CACHE": str(REPO / ".cache" / "ivy"),
+        "RECSYS__PATHS__OBJECT_STORE_JARS_CACHE": str(REPO / ".cache" / "ivy-s3"),
+        "RECSYS__SPARK__SHUFFLE_PARTITIONS": "2",
+        "RECSYS__SPARK__DRIVER_MEMORY": "2g",
+        **{f"RECSYS__{k}": v for k, v in overrides.items()},
     }

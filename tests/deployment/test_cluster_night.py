@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -28,7 +27,13 @@ from recsys_lib.devtools.generator import generate_shop
 from recsys_lib.devtools.local_cluster import local_cluster
 from recsys_lib.pipeline import HISTORY_STAGES, NIGHTLY
 from tests.conftest import REPO, TEST_KEY, make_settings
-from tests.deployment.conftest import BUCKET, CREDENTIALS, s3_client, s3_settings
+from tests.deployment.conftest import (
+    BUCKET,
+    CREDENTIALS,
+    driver_environ,
+    s3_client,
+    s3_settings,
+)
 from tests.integration.helpers import SMALL_MODELS, shop_inputs, snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.deployment]
@@ -80,21 +85,14 @@ def test_a_night_on_a_cluster_with_an_s3_warehouse_equals_the_local_night(
     # environment, as a deployment gives them: the executors hash the ids with it.
     workers = {**CREDENTIALS, "RECSYS_PSEUDONYM_KEY": TEST_KEY}
     with local_cluster(tmp_path / "cluster", cores=2, memory="2g", environ=workers) as cluster:
-        environ = {
-            **os.environ,
-            **CREDENTIALS,
-            "RECSYS_HOME": str(tmp_path / "remote"),
-            "RECSYS_CONF_DIR": str(REPO / "conf"),
-            "RECSYS_ENV": "local",
-            "RECSYS_PSEUDONYM_KEY": TEST_KEY,
-            "RECSYS__PATHS__JARS_CACHE": str(REPO / ".cache" / "ivy"),
-            "RECSYS__PATHS__OBJECT_STORE_JARS_CACHE": str(REPO / ".cache" / "ivy-s3"),
-            "RECSYS__SPARK__MASTER": cluster.master_url,
-            "RECSYS__SPARK__SHUFFLE_PARTITIONS": "2",
-            "RECSYS__SPARK__DRIVER_MEMORY": "2g",
-            "RECSYS__SPARK__EXECUTOR_MEMORY": "1g",
-            **{f"RECSYS__{k}": v for k, v in {**remote_inputs, **small, **s3}.items()},
-        }
+        environ = driver_environ(
+            tmp_path / "remote",
+            **remote_inputs,
+            **small,
+            **s3,
+            SPARK__MASTER=cluster.master_url,
+            SPARK__EXECUTOR_MEMORY="1g",
+        )
         started = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-c", DRIVER, str(tmp_path / "remote.pickle")]

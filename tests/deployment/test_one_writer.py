@@ -13,7 +13,6 @@ table by table, and commit by commit."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import subprocess
 import sys
@@ -28,8 +27,8 @@ from recsys_lib.devtools.generator import generate_shop
 from recsys_lib.stages.erase_user import erase_users, pseudonyms
 from recsys_lib.warehouse.storage import read_table, table_version
 from recsys_lib.warehouse.tables import CLEAN_EVENTS, ERASURES, RAW_EVENTS, USER_DAILY
-from tests.conftest import REPO, TEST_KEY, make_settings
-from tests.deployment.conftest import BUCKET, CREDENTIALS, s3_client, s3_settings
+from tests.conftest import REPO, make_settings
+from tests.deployment.conftest import BUCKET, driver_environ, s3_client, s3_settings
 from tests.integration.helpers import OUTPUT_TABLES, shop_inputs, snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.deployment]
@@ -78,20 +77,9 @@ def test_an_erasure_during_a_night_on_s3_waits_its_turn_and_loses_nothing(
     day = shop.last_day
     local = make_settings(tmp_path / "local", **shop_inputs(shop))
     user = busiest_visitor(shop.out_dir / "events" / f"events_{day.isoformat()}.csv")
-    environ = {
-        **os.environ,
-        **CREDENTIALS,
-        "RECSYS_HOME": str(tmp_path / "remote"),
-        "RECSYS_CONF_DIR": str(REPO / "conf"),
-        "RECSYS_ENV": "local",
-        "RECSYS_PSEUDONYM_KEY": TEST_KEY,
-        "RECSYS__PATHS__JARS_CACHE": str(REPO / ".cache" / "ivy"),
-        "RECSYS__PATHS__OBJECT_STORE_JARS_CACHE": str(REPO / ".cache" / "ivy-s3"),
-        "RECSYS__SPARK__SHUFFLE_PARTITIONS": "2",
-        "RECSYS__SPARK__DRIVER_MEMORY": "2g",
-        **{f"RECSYS__{k}": v for k, v in shop_inputs(shop).items()},
-        **{f"RECSYS__{k}": v for k, v in s3_settings(s3_endpoint, PREFIX).items()},
-    }
+    environ = driver_environ(
+        tmp_path / "remote", **shop_inputs(shop), **s3_settings(s3_endpoint, PREFIX)
+    )
     client = s3_client(s3_endpoint)
     recsys = str(Path(sys.executable).parent / "recsys")
     started = time.time()
