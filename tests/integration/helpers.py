@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import signal
 import subprocess
@@ -358,7 +359,8 @@ def run_python_blocks(markdown: Path) -> dict[str, Any]:
 
 
 def documented_queries(*markdown: Path) -> list[str]:
-    """The SQL of every ``recsys query "..."`` example in the documents, on one line each."""
+    """The SQL of every ``recsys query "..."`` example in the documents, on one line each
+    (double-quoted: the docs quote a refused statement in single quotes)."""
     found = []
     for path in markdown:
         for sql in re.findall(r'recsys query "(.*?)"', path.read_text(), flags=re.S):
@@ -371,7 +373,7 @@ def _plain(value: Any) -> Any:
     """A value as both engines can be compared on: floats to 9 digits, times in naive UTC,
     maps and rows as sorted tuples."""
     if isinstance(value, float):
-        return round(value, 9)
+        return "nan" if math.isnan(value) else round(value, 9)  # NaN == NaN for the compare
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(dt.UTC).replace(tzinfo=None)
     if isinstance(value, dict):
