@@ -20,8 +20,12 @@ TEST_KEY = "test-pseudonym-key"
 # The tests set their key explicitly, before any JVM starts: the Spark session's Python
 # workers, which compute the pseudonyms, inherit the environment it had then.
 os.environ["RECSYS_PSEUDONYM_KEY"] = TEST_KEY
-# One session runs every Spark test (40 min in CI at 2g, until its heap ran out mid-suite).
+# The driver memory of the Spark processes the tests start (spark-submit tasks, drivers).
 TEST_DRIVER_MEMORY = "4g"
+# One session runs every Spark test in-process: its heap ran out mid-suite at 2g, and at 4g
+# on 2026-12-07 (test_categories, "Not enough memory to build and broadcast the table",
+# after ~45 min of the suite), so it has more than the processes it starts.
+SESSION_DRIVER_MEMORY = "6g"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,7 +106,7 @@ def spark(spark_home: Path) -> Iterator[object]:
     from recsys_lib.runtime.spark import get_spark
 
     os.environ["RECSYS_PSEUDONYM_KEY"] = TEST_KEY
-    settings = make_settings(spark_home)
+    settings = make_settings(spark_home, SPARK__DRIVER_MEMORY=SESSION_DRIVER_MEMORY)
     no_ui = {**settings.spark.conf, "spark.ui.enabled": "false"}
     settings = dataclasses.replace(settings, spark=dataclasses.replace(settings.spark, conf=no_ui))
     session = get_spark(settings, app_name="recsys-tests")
