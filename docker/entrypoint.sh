@@ -1,5 +1,7 @@
 #!/bin/sh
-# Entry point of the recsys image: secrets from files, then the service's command.
+# Entry point of the recsys image: secrets from files, then the service's command. The
+# image's `recsys` and `airflow` commands run through it too, so `docker compose exec
+# SERVICE recsys ...` gets the same environment as the service.
 set -eu
 
 # Docker secrets arrive as files under /run/secrets. For every variable NAME_FILE set by
@@ -8,14 +10,18 @@ set -eu
 # such as Airflow's simple_auth_manager_passwords_file, are paths and stay as they are.)
 for var in $(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)_FILE=\/run\/secrets\/.*/\1/p'); do
   file=$(printenv "${var}_FILE")
-  value=$(cat "$file")
+  if ! value=$(cat "$file"); then
+    echo "recsys-entrypoint: cannot read the secret ${var}_FILE=$file" \
+      "(docs/deployment.md: the files must be readable, the folder need not be)" >&2
+    exit 1
+  fi
   export "$var=$value"
   unset "${var}_FILE"
 done
 
 # The DAG's tasks reach the Spark master of conf/cluster.yaml (one place for it).
-if [ -z "${AIRFLOW_CONN_SPARK_DEFAULT:-}" ]; then
-  AIRFLOW_CONN_SPARK_DEFAULT=$(recsys spark-connection)
+if [ -n "${AIRFLOW__CORE__EXECUTOR:-}" ] && [ -z "${AIRFLOW_CONN_SPARK_DEFAULT:-}" ]; then
+  AIRFLOW_CONN_SPARK_DEFAULT=$(/opt/venv/bin/recsys spark-connection)
   export AIRFLOW_CONN_SPARK_DEFAULT
 fi
 

@@ -1,6 +1,7 @@
 """docker/ and conf/cluster.yaml hold together: the compose file is valid by the compose
-specification's own schema (this machine has a Docker client but no engine to run it), every
-name it uses is declared, and the cluster configuration points at its services."""
+specification's own schema, every name it uses is declared, each service gets only its
+secrets, the image is built once from an allow-listed context, and the cluster configuration
+points at its services. (tests/stack/ brings the file up on a real engine.)"""
 
 from __future__ import annotations
 
@@ -103,11 +104,94 @@ def test_the_cluster_configuration_points_at_the_services(compose) -> None:
 
 def test_the_image_is_built_from_files_that_exist() -> None:
     dockerfile = (DOCKER / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11", dockerfile, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", dockerfile, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", dockerfile, re.M)  # a mirror, a stand-in
+    assert not re.search(r"^#\s*syntax=", dockerfile, re.M)  # no frontend from a registry
     assert "openjdk-17" in dockerfile
+    assert "libgomp1" in dockerfile  # LightGBM's OpenMP runtime
     for sources in re.findall(r"^COPY (.+) \S+$", dockerfile, re.M):
         for source in sources.split():
             assert (REPO / source).exists(), f"COPY {source}: no such file"
     assert "recsys setup-jars --object-store" in dockerfile  # runs offline: jars at build
+    # The Airflow state volume starts owned by the service user.
+    assert '"$AIRFLOW_HOME/state"' in dockerfile and "chown -R recsys" in dockerfile
     entrypoint = DOCKER / "entrypoint.sh"
     assert subprocess.run(["sh", "-n", str(entrypoint)]).returncode == 0
+
+
+def test_one_service_builds_the_image_the_others_never_pull_it(compose) -> None:
+    services = compose["services"]
+    builders = [name for name, s in services.items() if "build" in s]
+    assert builders == ["spark-master"]
+    image = services["spark-master"]["image"]
+    users = [name for name, s in services.items() if s.get("image") == image]
+    assert len(users) >= 7
+    for name in users:
+        if name != "spark-master":
+            assert services[name]["pull_policy"] == "never", name
+            assert "spark-master" in _needs(services, name), name  # started after the build
+    args = services["spark-master"]["build"]["args"]
+    assert set(args) == {"BASE_IMAGE", "EXTRA_CA_CERTIFICATES"}
+    for name in ("postgres", "object-store"):  # image variables, official by default
+        assert re.fullmatch(r"\$\{[A-Z_]+_IMAGE:-[^}]+\}", services[name]["image"]), name
+
+
+def _needs(services: dict[str, Any], name: str) -> set[str]:
+    """The services ``name`` waits for, directly or through others."""
+    direct = set(services[name].get("depends_on", {}))
+    return direct.union(*(_needs(services, other) for other in direct))
+
+
+def test_each_service_gets_only_the_secrets_it_reads(compose) -> None:
+    secrets = {name: set(s.get("secrets", [])) for name, s in compose["services"].items()}
+    airflow = {"postgres_password", "airflow_jwt_secret", "airflow_fernet_key",
+               "airflow_api_secret"}  # fmt: skip
+    s3 = {"s3_access_key", "s3_secret_key"}
+    assert secrets == {
+        "postgres": {"postgres_password"},
+        "object-store": s3,
+        "buckets": s3,
+        "spark-master": set(),
+        "spark-worker": s3 | {"pseudonym_key"},  # the executors hash ids, read and write S3
+        "mlflow": s3 | {"postgres_password"},
+        "airflow-init": airflow,
+        "airflow-api-server": airflow,
+        "airflow-scheduler": airflow | s3 | {"pseudonym_key"},  # the tasks are the drivers
+        "airflow-dag-processor": airflow,
+    }
+    for name, service in compose["services"].items():  # every *_FILE names a secret it has
+        environment = service.get("environment", {})
+        for variable, value in environment.items():
+            if variable.endswith("_FILE") and str(value).startswith("/run/secrets/"):
+                assert value.removeprefix("/run/secrets/") in secrets[name], (name, variable)
+    for name in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor"):
+        environment = compose["services"][name]["environment"]
+        # One [api] secret_key for all: the API server reads the task logs the tasks write.
+        assert environment["AIRFLOW__API__SECRET_KEY_FILE"] == "/run/secrets/airflow_api_secret"
+
+
+def test_no_secret_or_working_state_enters_git_or_the_build_context() -> None:
+    for path in ("docker/secrets/postgres_password", "docker/recsys.env"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
+        assert ignored.returncode == 0, f"{path} is not ignored by git"
+    rules = [
+        line for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]  # fmt: skip
+    assert rules[0] == "**"  # nothing but what is let in below
+    allowed = {r.removeprefix("!").rstrip("/") for r in rules if r.startswith("!")}
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    copied = {s.rstrip("/") for c in re.findall(r"^COPY (.+) \S+$", dockerfile, re.M)
+              for s in c.split()}  # fmt: skip
+    assert copied <= allowed
+    for state in (".venv", ".cache", "warehouse", "mlflow", "docker/secrets", "docker"):
+        assert state not in allowed
+
+
+def test_the_docs_say_what_a_new_user_needs() -> None:
+    docs = (REPO / "docs" / "deployment.md").read_text()
+    assert "Compose v2" in docs and "docker-compose` 1.29" in docs
+    assert "`user:role`" in docs and "passwords.json" in docs
+    assert "python -c" not in docs  # the Fernet key needs no Python package on the host
+    assert "chmod 600" not in docs  # unreadable to the services' users
+    assert "Unpausing also schedules the latest complete day" in docs
