@@ -8,6 +8,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -427,3 +429,50 @@ def killed_at(point: str, environ: dict[str, str], *args: str, skip: int = 0) ->
     assert done.returncode == -signal.SIGKILL, f"{point}: ended {done.returncode}\n{output[-3000:]}"
     assert f"fault injection: killed at {point}" in output
     return output
+
+
+def wait_for_runs(
+    api: Callable[[str], Any],
+    logical_dates: list[dt.date],
+    timeout: float,
+    failure_detail: Callable[[], str],
+) -> dict[dt.date, dict]:
+    """Follow ``recsys_nightly``'s runs through Airflow's REST API (``api(path)`` GETs
+    ``/api/v2/<path>``) until those of ``logical_dates`` succeed; fail with
+    ``failure_detail()`` (log tails) if one fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = api("dags/recsys_nightly/dagRuns?limit=100")["dag_runs"]
+        mine = {
+            dt.date.fromisoformat(r["logical_date"][:10]): r
+            for r in runs
+            if r["logical_date"] and dt.date.fromisoformat(r["logical_date"][:10]) in logical_dates
+        }
+        states = {d: r["state"] for d, r in mine.items()}
+        if "failed" in states.values():
+            raise AssertionError(f"runs failed: {states}\n{failure_detail()}")
+        if len(mine) == len(logical_dates) and set(states.values()) == {"success"}:
+            return mine
+        assert time.monotonic() < deadline, f"runs not done in {timeout:.0f}s: {states}"
+        time.sleep(10)
+
+
+def assert_days_in_order(
+    api: Callable[[str], Any], runs: dict[dt.date, dict], tasks: tuple[str, ...]
+) -> list[dict[str, dict]]:
+    """Every task of each run succeeded, and started after the previous day's ended
+    (``depends_on_past``); the task instances of each day, by task id."""
+    by_day = [
+        {
+            t["task_id"]: t
+            for t in api(f"dags/recsys_nightly/dagRuns/{runs[d]['dag_run_id']}/taskInstances")[
+                "task_instances"
+            ]
+        }
+        for d in sorted(runs)
+    ]
+    for earlier, later in zip(by_day, by_day[1:], strict=False):
+        assert {k: t["state"] for k, t in later.items()} == dict.fromkeys(tasks, "success")
+        for task_id, task in later.items():
+            assert earlier[task_id]["end_date"] <= task["start_date"], task_id
+    return by_day

@@ -45,6 +45,7 @@ from tests.conftest import REPO, TEST_DRIVER_MEMORY, TEST_KEY, make_settings
 from tests.integration.helpers import (
     SMALL_MODELS,
     assert_candidates_filled,
+    assert_days_in_order,
     assert_features_filled,
     assert_no_raw_user_ids,
     assert_ranked_by_the_champion,
@@ -56,6 +57,7 @@ from tests.integration.helpers import (
     killed_at,
     readable,
     run_python_blocks,
+    wait_for_runs,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.deployment]
@@ -113,27 +115,10 @@ def project(tmp_path_factory: pytest.TempPathFactory, postgres):
         os.environ.update(saved)
 
 
-def wait_for_runs(airflow, logical_dates: list[dt.date]) -> dict[dt.date, dict]:
-    """Follow the DAG's runs through the REST API until those of ``logical_dates`` end;
-    fail with the failed tasks' log tails if one fails."""
-    deadline = time.monotonic() + RUNS_TIMEOUT
-    while True:
-        runs = airflow.api("dags/recsys_nightly/dagRuns?limit=100")["dag_runs"]
-        mine = {
-            dt.date.fromisoformat(r["logical_date"][:10]): r
-            for r in runs
-            if r["logical_date"] and dt.date.fromisoformat(r["logical_date"][:10]) in logical_dates
-        }
-        states = {d: r["state"] for d, r in mine.items()}
-        if "failed" in states.values():
-            failed = [d for d, s in states.items() if s == "failed"]
-            logs = sorted(Path(airflow.env["AIRFLOW_HOME"], "logs").rglob("*.log"))
-            tails = "\n".join(f"{p}: {p.read_text()[-1500:]}" for p in logs[-3:])
-            raise AssertionError(f"runs failed: {failed}; {states}\n{tails}")
-        if len(mine) == len(logical_dates) and set(states.values()) == {"success"}:
-            return mine
-        assert time.monotonic() < deadline, f"runs not done in {RUNS_TIMEOUT}s: {states}"
-        time.sleep(10)
+def log_tails(airflow) -> str:
+    """The last three task logs of the live scheduler."""
+    logs = sorted(Path(airflow.env["AIRFLOW_HOME"], "logs").rglob("*.log"))
+    return "\n".join(f"{p}: {p.read_text()[-1500:]}" for p in logs[-3:])
 
 
 def test_two_nights_through_the_live_scheduler_in_date_order(spark, project) -> None:
@@ -160,23 +145,10 @@ def test_two_nights_through_the_live_scheduler_in_date_order(spark, project) -> 
             "--from-date", backfilled[0].isoformat(), "--to-date", backfilled[-1].isoformat(),
             "--reprocess-behavior", "failed",
         )  # fmt: skip
-        runs = wait_for_runs(airflow, backfilled)
+        runs = wait_for_runs(airflow.api, backfilled, RUNS_TIMEOUT, lambda: log_tails(airflow))
         print(f"two backfilled nights through the scheduler: {time.perf_counter() - started:.0f}s")
         assert all(r["run_type"] == "backfill" for r in runs.values())
-        first, second = (
-            {
-                t["task_id"]: t
-                for t in airflow.api(
-                    f"dags/recsys_nightly/dagRuns/{runs[d]['dag_run_id']}/taskInstances"
-                )["task_instances"]
-            }
-            for d in backfilled
-        )
-        assert {k: t["state"] for k, t in second.items()} == dict.fromkeys(
-            ("wait_for_input", *NIGHTLY), "success"
-        )
-        for task_id, task in second.items():  # each stage of day 2 after day 1's, in order
-            assert first[task_id]["end_date"] <= task["start_date"], task_id
+        first, second = assert_days_in_order(airflow.api, runs, ("wait_for_input", *NIGHTLY))
         overlap = first["recommend"]["end_date"] > second["ingest"]["start_date"]
         print("the two runs overlapped (pipelined by depends_on_past):", overlap)
         status, page = get(airflow.url)
