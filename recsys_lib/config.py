@@ -46,7 +46,7 @@ S3_ENDPOINT = "spark.hadoop.fs.s3a.endpoint"
 class PathSettings:
     warehouse: str
     jars_cache: str
-    jvm_archive: str = ""  # class-data archive of the driver JVM (make setup); "" = none
+    jvm_archive: str = ".cache/jvm/recsys.jsa"  # the driver JVM's class-data archive; "" = none
     object_store_jars_cache: str = ".cache/ivy-s3"  # spark.object_store_packages (s3a://)
 
 
@@ -59,12 +59,12 @@ class SparkSettings:
     executor_cores: int
     shuffle_partitions: int
     packages: tuple[str, ...]
+    # s3a:// support, resolved apart and added to sessions whose paths are on object storage.
+    object_store_packages: tuple[str, ...]
+    object_store_excludes: tuple[str, ...]  # group:artifact left out of their resolution
     conf: Mapping[str, str] = field(default_factory=dict)
     submit_java_options: str = ""
     concurrent_actions: int = 4  # independent Spark actions a stage runs side by side; 1 = none
-    # s3a:// support, resolved apart and added to sessions whose paths are on object storage.
-    object_store_packages: tuple[str, ...] = ()
-    object_store_excludes: tuple[str, ...] = ()  # group:artifact left out of their resolution
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ TIMESTAMP_UNITS = ("s", "ms", "us", "ns", "iso", "pattern")
 REQUIRED_FIELDS = ("timestamp", "user", "item", "event")
 OPTIONAL_FIELDS = ("transaction", "session", "category", "price", "quantity")
 CANONICAL_EVENT_TYPES = ("view", "cart", "purchase")
+NO_EVENT_LABEL = "none"  # a sample's label when the user did nothing with the item
 # The keys of ``input`` that describe a source's format (what a conf/sources/ file may set).
 SOURCE_KEYS = (
     "format",
@@ -106,6 +107,15 @@ SOURCE_KEYS = (
 def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _keyed_by(where: str, mapping: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+    """A mapping with a value for each of ``keys`` and no other key (a typo is not kept)."""
+    unknown = sorted(set(mapping) - set(keys))
+    missing = [k for k in keys if k not in mapping]
+    if unknown or missing:
+        wrong = f"unknown keys {unknown}" if unknown else f"missing keys {missing}"
+        raise ConfigError(f"{where}: {wrong}; it takes exactly {', '.join(keys)}")
 
 
 @dataclass(frozen=True)
@@ -150,7 +160,7 @@ class InputSettings:
     """
 
     events_path: str
-    source: str = ""  # profile of conf/sources/ (its name) or a path to a YAML file
+    source: str = "retailrocket"  # profile of conf/sources/ (its name) or a YAML file's path
     format: str = "csv"  # csv | tsv | jsonl | parquet
     header: bool = True  # csv/tsv: the first line of each file names the columns
     names: tuple[str, ...] = ()  # the file's columns in order (needed without a header)
@@ -168,8 +178,8 @@ class InputSettings:
     timestamp: TimestampSettings = field(default_factory=TimestampSettings)
     # Catalogue: item_properties*.csv[.gz] (a file or a directory of them) and the category
     # tree; an empty path means the shop has none (items are then known from events only).
-    item_properties_path: str = ""
-    category_tree_path: str = ""
+    item_properties_path: str = "data/shop/item_properties.csv"
+    category_tree_path: str = "data/shop/category_tree.csv"
 
     def __post_init__(self) -> None:
         if self.format == "retailrocket":
@@ -253,9 +263,12 @@ class AlsSettings:
     seed: int
     max_matrix_mb: int
     backend: str = "implicit"  # implicit (single node) or spark (MLlib, scales out)
-    half_life_days: float = 0.0  # time decay of confidence; 0 = none
+    half_life_days: float = 14.0  # time decay of confidence; 0 = none
     similar_top_n: int = 20  # recs.similar_items per item
     similar_batch_rows: int = 1024  # items scored against all items at once
+
+    def __post_init__(self) -> None:
+        _keyed_by("als.event_weights", self.event_weights, CANONICAL_EVENT_TYPES)
 
 
 @dataclass(frozen=True)
@@ -263,7 +276,7 @@ class EaseSettings:
     """The EASE candidate source (:mod:`recsys_lib.models.ease`), fitted by ``candidates``."""
 
     window_days: int = 30  # the user x item presence matrix of this many days ending on D
-    regularization: float = 300.0  # λ on the Gram matrix's diagonal
+    regularization: float = 133.4  # λ on the Gram matrix's diagonal
     max_items: int = 5000  # exact up to this many items; above, the most active ones
     max_memory_mb: int = 2048  # driver memory bound of the fit; above it the stage refuses
     batch_rows: int = 1024  # users scored against every item at once (memory per task)
@@ -278,6 +291,10 @@ class BoughtTogetherSettings:
     min_lift: float
     top_n: int
     max_items_per_user: int  # users with more distinct items in the window are skipped
+
+    def __post_init__(self) -> None:
+        for event_type in self.event_types:
+            _one_of("bought_together.event_types", event_type, CANONICAL_EVENT_TYPES)
 
 
 @dataclass(frozen=True)
@@ -299,7 +316,7 @@ class CandidateSettings:
     max_per_user: int = 100  # the union keeps this many per user, in its own order
     # The cheap path (docs/candidates.md, "Thin histories"): users of these history groups
     # (constants.HISTORY_GROUPS) get no ALS candidates and at most thin_max_per_user.
-    thin_groups: tuple[str, ...] = ()
+    thin_groups: tuple[str, ...] = ("one_event", "one_day")
     thin_max_per_user: int = 30
     als_block_mb: int = 256  # one ALS scoring block per task: users at once x items x 8 B
 
@@ -310,6 +327,9 @@ class FeatureSettings:
     affinity_half_life_days: float
     rate_prior_strength: float
     top_categories: int
+
+    def __post_init__(self) -> None:
+        _keyed_by("features.event_weights", self.event_weights, CANONICAL_EVENT_TYPES)
 
 
 @dataclass(frozen=True)
@@ -344,7 +364,7 @@ class QualitySettings:
 @dataclass(frozen=True)
 class RecommendSettings:
     top_k: int
-    category_cap: int = 0  # at most this many items of one leaf category per list; 0 = no cap
+    category_cap: int = 5  # at most this many items of one leaf category per list; 0 = no cap
     min_user_coverage: float = 0.9  # share of candidate users who must get a list
     min_row_ratio: float = 0.5  # rows vs the median of recent published days
     max_row_ratio: float = 2.0
@@ -423,6 +443,10 @@ class ImportanceSettings:
     predictor_rounds: int  # boosting rounds of the loss predictor (a LightGBM regressor)
     seed: int
 
+    def __post_init__(self) -> None:
+        labels = (NO_EVENT_LABEL, *CANONICAL_EVENT_TYPES)
+        _keyed_by("importance.event_values", self.event_values, labels)
+
 
 @dataclass(frozen=True)
 class RankerSettings:
@@ -443,7 +467,7 @@ class RankerSettings:
     ablation_fraction: float  # the sampled ablation's share
     ablations: bool  # also train without importance and on the sampled share
     max_training_rows: int  # memory bound of the single-node training step
-    importance: bool = True  # the ranker weighs samples by importance (else: all weigh 1)
+    importance: bool = False  # the ranker weighs samples by importance (else: all weigh 1)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
+import dataclasses
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from recsys_lib.config import ConfigError, env_overrides, load_settings
+from recsys_lib.config import ConfigError, Settings, _coerce, env_overrides, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,6 +52,11 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
         # The fallback to the public demo key is gone, in every environment.
         ("RECSYS__PRIVACY__ALLOW_DEMO_KEY", "true", "unknown keys"),
         ("RECSYS__ALS", "1", "RECSYS__SECTION__KEY"),
+        # Keyed mappings take their keys and no other (a typo would otherwise be kept).
+        ("RECSYS__FEATURES__EVENT_WEIGHTS__VEIW", "2", "unknown keys \\['veiw'\\].*view, cart"),
+        ("RECSYS__ALS__EVENT_WEIGHTS__CLICK", "2", "als.event_weights: unknown keys"),
+        ("RECSYS__IMPORTANCE__EVENT_VALUES__BOUGHT", "1", "none, view, cart, purchase"),
+        ("RECSYS__BOUGHT_TOGETHER__EVENT_TYPES", "[cart, buy]", "'buy' is not one of"),
     ],
 )
 def test_bad_overrides_fail_with_the_key(
@@ -159,3 +168,34 @@ def test_a_source_file_with_an_unknown_key_is_named(tmp_path: Path) -> None:
     environ = {"RECSYS__INPUT__SOURCE": str(tmp_path / "bad.yaml")}
     with pytest.raises(ConfigError, match=r"bad\.yaml: unknown keys \['events_path'\]"):
         load_settings("local", conf_dir=REPO / "conf", home=tmp_path, environ=environ)
+
+
+def _defaults_in_both(cls: type, data: dict[str, Any], where: str) -> list[tuple[str, Any, Any]]:
+    """(key, base.yaml's value, the dataclass's default) for each key that has both."""
+    found = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        kind, value = hints[f.name], data[f.name]
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            found += _defaults_in_both(kind, value, f"{where}{f.name}.")  # type: ignore[arg-type]
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            continue  # base.yaml alone holds it
+        found.append((f"{where}{f.name}", _coerce(value, kind, f.name), default))
+    return found
+
+
+def test_a_default_written_in_the_code_is_base_yamls() -> None:
+    """conf/base.yaml sets every shipped default; a dataclass default for the same key (for
+    code that builds a section by hand) must be the same value."""
+    base = yaml.safe_load((REPO / "conf" / "base.yaml").read_text())
+    both = _defaults_in_both(Settings, base, "")
+    assert len(both) > 40  # the check does reach the sections
+    disagree = [(key, yaml_value, code) for key, yaml_value, code in both if yaml_value != code]
+    assert disagree == []
