@@ -1,7 +1,8 @@
-#!/bin/sh
+#!/bin/bash
 # Entry point of the recsys image: secrets from files, then the service's command. The
 # image's `recsys` and `airflow` commands run through it too, so `docker compose exec
-# SERVICE recsys ...` gets the same environment as the service.
+# SERVICE recsys ...` gets the same environment as the service. bash, not sh: dash drops
+# variables whose names are not shell names, such as RECSYS__SPARK__CONF__spark.cores.max.
 set -eu
 
 # Docker secrets arrive as files under /run/secrets. For every variable NAME_FILE set by

@@ -116,7 +116,18 @@ def test_the_image_is_built_from_files_that_exist() -> None:
     # The Airflow state volume starts owned by the service user.
     assert '"$AIRFLOW_HOME/state"' in dockerfile and "chown -R recsys" in dockerfile
     entrypoint = DOCKER / "entrypoint.sh"
-    assert subprocess.run(["sh", "-n", str(entrypoint)]).returncode == 0
+    assert subprocess.run(["bash", "-n", str(entrypoint)]).returncode == 0
+
+
+def test_the_entrypoint_passes_every_setting_to_the_command() -> None:
+    """A Spark setting's override has a dot in its name: the entry point (and the image's
+    recsys and airflow, which run through it) must hand it on."""
+    setting = {"RECSYS__SPARK__CONF__spark.cores.max": "2", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [str(DOCKER / "entrypoint.sh"), "env"], env=setting, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "RECSYS__SPARK__CONF__spark.cores.max=2" in done.stdout.splitlines()
 
 
 def test_one_service_builds_the_image_the_others_never_pull_it(compose) -> None:
