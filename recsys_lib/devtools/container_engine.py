@@ -155,6 +155,19 @@ def _restore_rules(family: str, before: str) -> None:
         raise RuntimeError(f"{family}: rules left after the engine stopped: {left[:5]}")
 
 
+def _forget_earlier_runs(env: dict[str, str]) -> None:
+    """Containers, volumes and networks an earlier run left in our own daemon's data (a run
+    killed outright): each run starts as a new host would. Images are kept (a cache)."""
+    for listing, removal in (
+        (["docker", "ps", "-aq"], ["docker", "rm", "-f"]),
+        (["docker", "volume", "ls", "-q"], ["docker", "volume", "rm", "-f"]),
+    ):
+        found = subprocess.run(listing, env=env, capture_output=True, text=True).stdout.split()
+        if found:
+            subprocess.run([*removal, *found], env=env, capture_output=True, check=True)
+    subprocess.run(["docker", "network", "prune", "-f"], env=env, capture_output=True, check=True)
+
+
 @contextmanager
 def _daemon(cache: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
     """Our own dockerd; on exit it is stopped and its rules and links removed."""
@@ -176,6 +189,7 @@ def _daemon(cache: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
             if daemon.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"dockerd did not start: see {cache / 'dockerd.log'}")
             time.sleep(1)
+        _forget_earlier_runs(env)
         yield env
     finally:
         if daemon.poll() is None:
