@@ -79,7 +79,7 @@ RECSYS_ENV = {
 }
 # Sized for a 2-core, 24 GiB host: two workers of 3g, executors and drivers of 2g.
 MEMORY = {"SPARK_WORKER_MEMORY": "3g", "SPARK_EXECUTOR_MEMORY": "2g", "SPARK_DRIVER_MEMORY": "2g"}
-RUNS_TIMEOUT = 1800
+RUNS_TIMEOUT = 3600  # two nights of 22 tasks: 2,327 s by hand, before spark.cores.max
 AIRFLOW = "http://127.0.0.1:8080"
 MLFLOW = "http://127.0.0.1:5000"
 
