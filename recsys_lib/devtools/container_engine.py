@@ -228,11 +228,10 @@ def ensure_images(engine: Engine, cache: Path, standins: Path) -> dict[str, str]
             tar.wait()
         engine.timings["debootstrap and import"] = time.perf_counter() - started
     started = time.perf_counter()
-    ca = host_ca_certificates()
-    for image, dockerfile in STANDINS.values():
+    for image, dockerfile in STANDINS.values():  # the CA text from the engine's environment
         engine.run(
             ["docker", "build", "--quiet", "--tag", image, "--file", dockerfile,
-             "--build-arg", f"EXTRA_CA_CERTIFICATES={ca}", "."],
+             "--build-arg", "EXTRA_CA_CERTIFICATES", "."],
             cwd=standins,
         )  # fmt: skip
     engine.timings["stand-in images"] = time.perf_counter() - started
@@ -256,6 +255,6 @@ def engine(cache: Path, standins: Path, python: str) -> Iterator[Engine]:
 
 
 def _with_images(engine: Engine, cache: Path, standins: Path) -> Engine:
+    engine.env["EXTRA_CA_CERTIFICATES"] = host_ca_certificates()  # read once, for every build
     engine.env.update(ensure_images(engine, cache, standins))
-    engine.env["EXTRA_CA_CERTIFICATES"] = host_ca_certificates()
     return engine
